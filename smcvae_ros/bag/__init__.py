@@ -1,0 +1,1 @@
+"""Rosbag tools: make, play, record, evaluate."""

@@ -1,0 +1,41 @@
+"""`smcvae`: one command-line tool with subcommands."""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# (module, description) in the order `smcvae --help` lists them; each module has add_parser(sub).
+SUBCOMMANDS = [
+    'smcvae_ros.demo',
+    'smcvae_ros.train',
+    'smcvae_ros.evaluate',
+    'smcvae_ros.restore_cli',
+    'smcvae_ros.engine.cli',
+    'smcvae_ros.bag.cli',
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog='smcvae', description='SMCVAE camera-frame restoration tools')
+    sub = parser.add_subparsers(dest='command', metavar='COMMAND')
+    sub.required = True
+    for name in SUBCOMMANDS:
+        try:
+            mod = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue  # subcommand module not present in this build
+        mod.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    rc = args.func(args)
+    return int(rc or 0)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

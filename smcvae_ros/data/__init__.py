@@ -1,0 +1,1 @@
+"""Clip folders -> (reference, damaged, target, mask) training/evaluation samples."""

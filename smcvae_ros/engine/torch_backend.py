@@ -1,0 +1,36 @@
+"""PyTorch backend (CPU or CUDA; fp16 autocast on CUDA when precision='fp16')."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..model import load_model
+from .base import Backend, BackendError
+
+
+class TorchBackend(Backend):
+    name = 'torch'
+
+    def __init__(self, model_path, device: str = 'auto', precision: str = 'fp32', max_batch: int = 8, **_):
+        if device in ('auto', ''):
+            device = 'cuda' if torch.cuda.is_available() else 'cpu'
+        if device.startswith('cuda') and not torch.cuda.is_available():
+            raise BackendError('CUDA requested but torch.cuda.is_available() is False')
+        super().__init__(model_path, device, precision if device.startswith('cuda') else 'fp32', max_batch)
+        self.model = load_model(model_path, device)
+
+    def _tensors(self, *arrays):
+        return [torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in arrays]
+
+    @torch.inference_mode()
+    def _run(self, ref, damaged, patch_mask):
+        r, d, m = self._tensors(ref, damaged, patch_mask)
+        with torch.autocast('cuda', dtype=torch.float16, enabled=self.precision == 'fp16'):
+            out = self.model(r, d, m.bool(), sample=False)['restored']
+        return out.float().cpu().numpy()
+
+    @torch.inference_mode()
+    def restore_with_uncertainty(self, ref, damaged, patch_mask, samples: int):
+        r, d, m = self._tensors(ref, damaged, patch_mask)
+        mean, var = self.model.sample_stats(r, d, m.bool(), k=samples)
+        return mean.float().cpu().numpy(), var.float().cpu().numpy()

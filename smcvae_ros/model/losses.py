@@ -1,0 +1,29 @@
+"""SMCVAE objective: L = L_r + beta * L_KL."""
+from __future__ import annotations
+
+import torch
+
+from .patches import patchify
+from .smcvae import PIXEL_MEAN, PIXEL_STD
+
+
+def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, patch_mask: torch.Tensor, patch: int):
+    """MSE over failed patches only. pred (B,N,PPC) normalized; target (B,C,H,W) in [0,1]."""
+    tgt = patchify((target - PIXEL_MEAN) / PIXEL_STD, patch)
+    per_patch = ((pred - tgt) ** 2).mean(-1)
+    m = patch_mask.float()
+    return (per_patch * m).sum() / m.sum().clamp(min=1)
+
+
+def kl_loss(mean: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
+    """Gaussian KL(N(M, S^2) || N(0, I)) averaged over tokens and latent dims (the paper's
+    (|M|^2 + |S|^2 - sum log S^2) / (2 N D') - 1/2). Zero when M = 0, S = 1."""
+    if scale is None:
+        return mean.new_zeros(())
+    return 0.5 * (mean.pow(2) + scale.pow(2) - torch.log(scale.pow(2))).mean() - 0.5
+
+
+def smcvae_loss(out: dict, target: torch.Tensor, patch_mask: torch.Tensor, patch: int, beta: float):
+    rec = reconstruction_loss(out['pred'], target, patch_mask, patch)
+    kl = kl_loss(out['mean'], out['scale'])
+    return rec + beta * kl, {'rec': rec.detach(), 'kl': kl.detach()}

@@ -1,0 +1,1 @@
+"""Thin ROS 2 layer over the restoration core."""

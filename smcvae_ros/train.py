@@ -1,0 +1,190 @@
+"""`smcvae train`: YAML config + CLI overrides, resumable checkpoints, CSV/TensorBoard metrics,
+validation PSNR every N steps, best checkpoint kept. Weights are safetensors (no pickles)."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import time
+from dataclasses import asdict, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from safetensors.torch import load_file, save_file
+from tqdm import tqdm
+
+from .data.clips import list_clips
+from .data.pairs import PairDataset, PairSpec, fixed_batch
+from .metrics import masked_psnr_batch
+from .model import SMCVAE, SMCVAEConfig, save_model, smcvae_loss
+
+DEFAULTS = {
+    'train_dir': '../shared/data/train', 'val_dir': '../shared/data/val', 'out_dir': 'runs/smcvae',
+    'steps': 20000, 'batch_size': 32, 'lr': 4e-4, 'weight_decay': 0.05, 'warmup': 300,
+    'val_every': 500, 'val_samples': 256, 'ckpt_every': 250, 'seed': 0, 'workers': 1,
+    'device': 'auto', 'time_limit_min': 0.0, 'threads': 0,
+    'model': {}, 'data': {},
+}
+
+
+def load_config(path: str | None, overrides: list[str]) -> dict:
+    cfg = json.loads(json.dumps(DEFAULTS))
+    if path:
+        user = yaml.safe_load(Path(path).read_text()) or {}
+        for k, v in user.items():
+            if k not in cfg:
+                raise ValueError(f'unknown training config key {k!r}')
+            cfg[k] = {**cfg[k], **v} if isinstance(cfg[k], dict) else v
+    for item in overrides:  # key=value or model.key=value
+        key, _, raw = item.partition('=')
+        val = yaml.safe_load(raw)
+        if '.' in key:
+            sect, sub = key.split('.', 1)
+            cfg[sect][sub] = val
+        elif key in cfg:
+            cfg[key] = val
+        else:
+            raise ValueError(f'unknown override {key!r}')
+    return cfg
+
+
+def pair_spec(model_cfg: SMCVAEConfig, data: dict) -> PairSpec:
+    names = {f.name for f in fields(PairSpec)}
+    extra = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
+    return PairSpec(img_size=model_cfg.img_size, patch_size=model_cfg.patch_size, align=model_cfg.align, **extra)
+
+
+def lr_at(step: int, cfg: dict) -> float:
+    if step < cfg['warmup']:
+        return cfg['lr'] * (step + 1) / cfg['warmup']
+    t = (step - cfg['warmup']) / max(1, cfg['steps'] - cfg['warmup'])
+    return cfg['lr'] * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
+
+
+def save_checkpoint(path: Path, model: SMCVAE, opt: torch.optim.Optimizer, step: int, best: float) -> None:
+    """Model + AdamW moments as safetensors, counters as JSON; atomic replace."""
+    tensors = {f'model.{k}': v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    meta = {'step': step, 'best': best, 'opt_steps': {}}
+    for i, p in enumerate(p for g in opt.param_groups for p in g['params']):
+        st = opt.state.get(p)
+        if st:
+            tensors[f'opt.{i}.exp_avg'] = st['exp_avg'].cpu().contiguous()
+            tensors[f'opt.{i}.exp_avg_sq'] = st['exp_avg_sq'].cpu().contiguous()
+            meta['opt_steps'][i] = float(st['step'])
+    tmp = path.with_suffix('.tmp')
+    save_file(tensors, str(tmp))
+    tmp.replace(path)
+    path.with_suffix('.json').write_text(json.dumps(meta))
+
+
+def load_checkpoint(path: Path, model: SMCVAE, opt: torch.optim.Optimizer) -> tuple[int, float]:
+    tensors = load_file(str(path))
+    meta = json.loads(path.with_suffix('.json').read_text())
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith('model.')})
+    dev = next(model.parameters()).device
+    for i, p in enumerate(p for g in opt.param_groups for p in g['params']):
+        if str(i) in meta['opt_steps']:
+            opt.state[p] = {'step': torch.tensor(meta['opt_steps'][str(i)]),
+                            'exp_avg': tensors[f'opt.{i}.exp_avg'].to(dev),
+                            'exp_avg_sq': tensors[f'opt.{i}.exp_avg_sq'].to(dev)}
+    return meta['step'], meta['best']
+
+
+@torch.no_grad()
+def validate(model: SMCVAE, val: tuple[torch.Tensor, ...], device: torch.device) -> tuple[float, float]:
+    """Masked-region PSNR of the model and of the reference-input copy on the fixed val batch."""
+    model.eval()
+    ref, dmg, tgt, mask = val
+    outs = [model(r.to(device), d.to(device), m.to(device))['restored'].cpu()
+            for r, d, m in zip(ref.split(64), dmg.split(64), mask.split(64))]
+    model.train()
+    p = model.cfg.patch_size
+    return masked_psnr_batch(torch.cat(outs), tgt, mask, p), masked_psnr_batch(ref, tgt, mask, p)
+
+
+def train(cfg: dict) -> Path:
+    device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if cfg['device'] == 'auto' else cfg['device'])
+    if cfg['threads']:
+        torch.set_num_threads(int(cfg['threads']))
+    torch.manual_seed(cfg['seed'])
+    out = Path(cfg['out_dir'])
+    out.mkdir(parents=True, exist_ok=True)
+    (out / 'config.yaml').write_text(yaml.safe_dump(cfg))
+    mcfg = SMCVAEConfig.from_dict(cfg['model'])
+    spec = pair_spec(mcfg, cfg['data'])
+    model = SMCVAE(mcfg).to(device).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg['lr'], weight_decay=cfg['weight_decay'], betas=(0.9, 0.95))
+    step, best = 0, -1.0
+    ckpt = out / 'last.safetensors'
+    if ckpt.exists():
+        step, best = load_checkpoint(ckpt, model, opt)
+        print(f'resumed from {ckpt} at step {step} (best val PSNR {best:.2f} dB)')
+    val_spec = PairSpec(**{**asdict(spec), 'pattern': 'random', 'scale': (1.0, 1.0), 'flip': False})
+    val = fixed_batch(list_clips(cfg['val_dir']), val_spec, cfg['val_samples'], seed=1234)
+    loader = torch.utils.data.DataLoader(PairDataset(list_clips(cfg['train_dir']), spec, seed=cfg['seed'] + step),
+                                         batch_size=cfg['batch_size'], num_workers=cfg['workers'],
+                                         persistent_workers=cfg['workers'] > 0)
+    use_amp = device.type == 'cuda'
+    scaler = torch.amp.GradScaler('cuda', enabled=use_amp)
+    log_path = out / 'metrics.csv'
+    new_log = not log_path.exists()
+    log = open(log_path, 'a', newline='')
+    writer = csv.writer(log)
+    if new_log:
+        writer.writerow(['step', 'time_s', 'lr', 'loss', 'rec', 'kl', 'val_psnr', 'val_ref_psnr'])
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+        tb = SummaryWriter(str(out / 'tb'))
+    except ImportError:  # tensorboard is optional at run time
+        tb = None
+    t0, deadline = time.time(), time.time() + 60 * cfg['time_limit_min'] if cfg['time_limit_min'] else math.inf
+    bar = tqdm(total=cfg['steps'], initial=step, desc='train', dynamic_ncols=True)
+    it = iter(loader)
+    while step < cfg['steps'] and time.time() < deadline:
+        ref, dmg, tgt, mask = (t.to(device, non_blocking=True) for t in next(it))
+        for g in opt.param_groups:
+            g['lr'] = lr_at(step, cfg)
+        with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
+            outd = model(ref, dmg, mask)
+            loss, parts = smcvae_loss(outd, tgt, mask, mcfg.patch_size, mcfg.beta)
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        scaler.step(opt)
+        scaler.update()
+        step += 1
+        bar.update(1)
+        bar.set_postfix(loss=f'{loss.item():.4f}')
+        vp = vr = ''
+        if step % cfg['val_every'] == 0 or step == cfg['steps']:
+            vp, vr = validate(model, val, device)
+            if vp > best:
+                best = vp
+                save_model(model, out / 'best.safetensors', {'step': step, 'val_masked_psnr': vp})
+            bar.write(f'step {step}: val masked PSNR {vp:.2f} dB (reference input {vr:.2f} dB, best {best:.2f})')
+        if step % 20 == 0 or vp != '':
+            writer.writerow([step, round(time.time() - t0, 1), lr_at(step, cfg), loss.item(),
+                             parts['rec'].item(), parts['kl'].item(), vp, vr])
+            log.flush()
+            if tb:
+                tb.add_scalar('loss/total', loss.item(), step)
+                if vp != '':
+                    tb.add_scalar('val/masked_psnr', vp, step)
+        if step % cfg['ckpt_every'] == 0:
+            save_checkpoint(ckpt, model, opt, step, best)
+    save_checkpoint(ckpt, model, opt, step, best)
+    if not (out / 'best.safetensors').exists():
+        save_model(model, out / 'best.safetensors', {'step': step})
+    log.close()
+    return out / 'best.safetensors'
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser('train', help='train SMCVAE on clip folders (resumes from OUT_DIR/last.safetensors)')
+    p.add_argument('--config', help='YAML training config (see config/train.yaml)')
+    p.add_argument('overrides', nargs='*', help='key=value overrides, e.g. steps=1000 model.enc_depth=2')
+    p.set_defaults(func=lambda a: print(train(load_config(a.config, a.overrides))))

@@ -1,0 +1,59 @@
+"""Shared fixtures. DDS stays on this machine, on a per-session domain id (no cross-talk)."""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+os.environ.pop('ROS_LOCALHOST_ONLY', None)
+if 'SMCVAE_TEST_DOMAIN_ID' not in os.environ:
+    os.environ['SMCVAE_TEST_DOMAIN_ID'] = str(random.SystemRandom().randint(1, 101))
+os.environ['ROS_DOMAIN_ID'] = os.environ['SMCVAE_TEST_DOMAIN_ID']
+if os.environ.get('VIRTUAL_ENV') and os.environ['VIRTUAL_ENV'] not in os.environ.get('AMENT_PREFIX_PATH', ''):
+    os.environ['AMENT_PREFIX_PATH'] = os.pathsep.join(filter(None, [os.environ['VIRTUAL_ENV'],
+                                                                     os.environ.get('AMENT_PREFIX_PATH')]))
+
+REPO = Path(__file__).resolve().parent.parent
+SHARED_DATA = REPO.parent / 'shared' / 'data'
+
+
+@pytest.fixture(scope='session')
+def tiny_model(tmp_path_factory) -> Path:
+    """A small randomly initialised SMCVAE saved as safetensors + JSON (fast on CPU)."""
+    import torch
+
+    from smcvae_ros.model import SMCVAE, SMCVAEConfig, save_model
+    torch.manual_seed(0)
+    cfg = SMCVAEConfig(img_size=32, patch_size=8, enc_dim=32, enc_depth=1, enc_heads=2, dec_dim=32,
+                       dec_depth=1, dec_heads=2, latent_dim=16, residual=True, align='flow')
+    model = SMCVAE(cfg)
+    with torch.no_grad():  # non-zero head so the model really changes pixels
+        model.head.weight.normal_(std=0.01)
+    return save_model(model, tmp_path_factory.mktemp('model') / 'tiny.safetensors')
+
+
+@pytest.fixture(scope='session')
+def shipped_model() -> Path:
+    from smcvae_ros.engine.base import default_model_path
+    path = default_model_path()
+    if not path.is_file():
+        pytest.fail(f'shipped model missing: {path}')
+    return path
+
+
+@pytest.fixture(scope='session')
+def val_frames() -> list[Path]:
+    """Consecutive real frames from ../shared/data/val (the tests need the shared data)."""
+    clip = SHARED_DATA / 'val' / 'udacity_lanelines_solidwhiteright'
+    if not clip.is_dir():
+        pytest.skip(f'shared data not present: {clip}')
+    return sorted(clip.glob('*.jpg'))[:12]
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
