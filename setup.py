@@ -29,7 +29,6 @@ setup(
     maintainer_email='smcvae-ros@example.com',
     description='Restores camera frames with failed patches using a Siamese Masked Conditional VAE (SMCVAE).',
     license='MIT',
-    tests_require=['pytest'],
     entry_points={
         'console_scripts': [
             'smcvae = smcvae_ros.cli:main',
