@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,9 @@ os.environ.pop('ROS_LOCALHOST_ONLY', None)
 if 'SMCVAE_TEST_DOMAIN_ID' not in os.environ:
     os.environ['SMCVAE_TEST_DOMAIN_ID'] = str(random.SystemRandom().randint(1, 101))
 os.environ['ROS_DOMAIN_ID'] = os.environ['SMCVAE_TEST_DOMAIN_ID']
-if os.environ.get('VIRTUAL_ENV') and os.environ['VIRTUAL_ENV'] not in os.environ.get('AMENT_PREFIX_PATH', ''):
-    os.environ['AMENT_PREFIX_PATH'] = os.pathsep.join(filter(None, [os.environ['VIRTUAL_ENV'],
-                                                                     os.environ.get('AMENT_PREFIX_PATH')]))
+_prefix = os.environ.get('VIRTUAL_ENV') or sys.prefix  # message packages' share dirs live in the venv
+if _prefix not in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
+    os.environ['AMENT_PREFIX_PATH'] = os.pathsep.join(filter(None, [_prefix, os.environ.get('AMENT_PREFIX_PATH')]))
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / 'shared' / 'data'
@@ -57,3 +58,16 @@ def val_frames() -> list[Path]:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope='session')
+def default_size_model(tmp_path_factory) -> Path:
+    """A random SMCVAE at the shipped size (SMCVAEConfig() defaults), non-zero head; for engine tests."""
+    import torch
+
+    from smcvae_ros.model import SMCVAE, SMCVAEConfig, save_model
+    torch.manual_seed(1)
+    model = SMCVAE(SMCVAEConfig())
+    with torch.no_grad():
+        model.head.weight.normal_(std=0.01)
+    return save_model(model, tmp_path_factory.mktemp('default_model') / 'default.safetensors')

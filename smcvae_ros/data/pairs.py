@@ -20,6 +20,7 @@ class PairSpec:
     patch_size: int = 8
     margin: int = 16            # context around the tile, used for alignment (as at run time)
     gap: tuple[int, int] = (1, 10)
+    gap_power: float = 0.0      # P(gap = g) ~ g^-gap_power: > 0 favours short gaps (well-aligned refs)
     ratio: tuple[float, float] = (0.1, 0.9)
     pattern: str = 'mixed'
     scale: tuple[float, float] = (0.5, 1.0)
@@ -33,7 +34,11 @@ def make_sample(clips: list[Clip], spec: PairSpec, rng: np.random.Generator,
     weights = np.array([len(c.frames) for c in clips], float)
     clip = clips[rng.choice(len(clips), p=weights / weights.sum())]
     n = len(clip.frames)
-    g = int(gap if gap is not None else rng.integers(spec.gap[0], spec.gap[1] + 1))
+    if gap is None:
+        gaps = np.arange(spec.gap[0], spec.gap[1] + 1)
+        w = gaps.astype(float) ** -spec.gap_power
+        gap = rng.choice(gaps, p=w / w.sum())
+    g = int(gap)
     g = min(g, n - 1)
     t = int(rng.integers(g, n))
     ref, tgt = read_rgb_cached(str(clip.frames[t - g])), read_rgb_cached(str(clip.frames[t]))

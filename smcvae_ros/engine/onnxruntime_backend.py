@@ -1,0 +1,63 @@
+"""ONNX Runtime backend: CPU, or CUDA when the CUDA execution provider is installed."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .base import Backend, BackendError
+from .export import OUTPUT, ensure_onnx
+
+log = logging.getLogger(__name__)
+
+
+class OnnxRuntimeBackend(Backend):
+    name = 'onnxruntime'
+
+    def __init__(self, model_path, device: str = 'auto', precision: str = 'fp32', max_batch: int = 8,
+                 engine_cache_dir=None, intra_op_threads: int = 0, onnx_path=None, **_):
+        import onnxruntime as ort
+        available = ort.get_available_providers()
+        if device in ('auto', ''):
+            device = 'cuda' if 'CUDAExecutionProvider' in available else 'cpu'
+        if device.startswith('cuda') and 'CUDAExecutionProvider' not in available:
+            raise BackendError(f'CUDA requested but onnxruntime has no CUDAExecutionProvider ({available})')
+        super().__init__(model_path, device, 'fp32', max_batch)  # the exported graph is fp32
+        self._ort, self._cache_dir = ort, engine_cache_dir
+        self.onnx_path = onnx_path or ensure_onnx(self.model_path, engine_cache_dir)
+        self._opts = ort.SessionOptions()
+        self._opts.intra_op_num_threads = int(intra_op_threads)  # 0 = onnxruntime's default
+        # no busy-waiting between runs: the node's other threads (alignment, ROS) need the cores
+        self._opts.add_session_config_entry('session.intra_op.allow_spinning', '0')
+        self._opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._providers = (['CUDAExecutionProvider'] if device.startswith('cuda') else []) + ['CPUExecutionProvider']
+        self.session = self._session(self.onnx_path)
+        self._sampling = None  # sampling graph, built on the first uncertainty request
+
+    def _session(self, path):
+        try:
+            return self._ort.InferenceSession(str(path), self._opts, providers=self._providers)
+        except Exception as e:  # noqa: BLE001 - corrupt/unsupported model: report it as a backend failure
+            raise BackendError(f'onnxruntime cannot load {path}: {e}') from e
+
+    @staticmethod
+    def _feeds(ref, damaged, patch_mask) -> dict[str, np.ndarray]:
+        return {'ref': np.ascontiguousarray(ref, np.float32), 'damaged': np.ascontiguousarray(damaged, np.float32),
+                'patch_mask': np.ascontiguousarray(patch_mask, np.float32)}
+
+    def _run(self, ref, damaged, patch_mask):
+        return self.session.run([OUTPUT], self._feeds(ref, damaged, patch_mask))[0]
+
+    def restore_with_uncertainty(self, ref, damaged, patch_mask, samples: int, seed: int | None = None):
+        """K latent samples through the sampling graph -> mean image and variance map (B,1,S,S)."""
+        if self._sampling is None:
+            self._sampling = self._session(ensure_onnx(self.model_path, self._cache_dir, sampling=True))
+        latent = int(dict(self._sampling.get_modelmeta().custom_metadata_map)['smcvae_latent_dim'])
+        rng = np.random.default_rng(seed)
+        feeds = self._feeds(ref, damaged, patch_mask)
+        outs = []
+        for _ in range(samples):
+            feeds['noise'] = rng.standard_normal((ref.shape[0], patch_mask.shape[1], latent), dtype=np.float32)
+            outs.append(self._sampling.run([OUTPUT], feeds)[0])
+        outs = np.stack(outs)
+        return outs.mean(0), outs.var(0).mean(1, keepdims=True)

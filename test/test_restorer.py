@@ -1,0 +1,146 @@
+"""Restoration core: reference keeping, policies, encodings, tiling at native resolution, merge."""
+import numpy as np
+import pytest
+
+from smcvae_ros.engine import create_backend
+from smcvae_ros.restoration import DetectSettings, RestorationSettings, Restorer, rois_to_mask
+from smcvae_ros.restoration.detect import detect_failed_patches
+
+
+@pytest.fixture(scope='module')
+def backend(tiny_model):
+    return create_backend('torch', tiny_model, device='cpu')[0]
+
+
+def frames(h=72, w=100, n=3, seed=0):
+    rng = np.random.default_rng(seed)
+    world = rng.integers(0, 256, (h, w + 4 * n, 3), dtype=np.uint8)
+    return [np.ascontiguousarray(world[:, 2 * i:2 * i + w]) for i in range(n)]
+
+
+def restorer(backend, **kw):
+    return Restorer(backend, RestorationSettings(**kw))
+
+
+def test_healthy_passthrough_then_restore_bit_exact(backend):
+    r = restorer(backend)
+    f0, f1, _ = frames()
+    res = r.process('cam', f0, 'rgb8', 0.0)
+    assert res.status == 'healthy' and res.image is f0 and not res.mask.any()
+    failed = rois_to_mask([(10, 5, 20, 12), (90, 60, 30, 30)], *f1.shape[:2])
+    res = r.process('cam', f1, 'rgb8', 0.1, failed)
+    assert res.status == 'restored' and not res.flagged
+    px = res.mask > 0
+    assert px[failed].all()                       # every failed pixel is synthesized
+    assert np.array_equal(res.image[~px], f1[~px])  # every other pixel bit-exact
+    assert res.image.shape == f1.shape and res.image.dtype == np.uint8
+    assert res.failed_patches == int(px.sum() // 64) or res.failed_patches > 0
+    assert res.reference_age_s == pytest.approx(0.1)
+    assert not np.array_equal(res.image[px], f1[px])
+
+
+@pytest.mark.parametrize('encoding,shape', [('bgr8', (72, 100, 3)), ('rgba8', (72, 100, 4)),
+                                            ('bgra8', (72, 100, 4)), ('mono8', (72, 100))])
+def test_encodings(backend, encoding, shape):
+    rng = np.random.default_rng(1)
+    a, b = (rng.integers(0, 256, shape, dtype=np.uint8) for _ in range(2))
+    r = restorer(backend)
+    assert r.process('c', a, encoding, 0).status == 'healthy'
+    failed = rois_to_mask([(30, 20, 16, 16)], 72, 100)
+    res = r.process('c', b, encoding, 0.05, failed)
+    assert res.status == 'restored' and res.image.shape == shape
+    px = res.mask > 0
+    assert np.array_equal(res.image[~px], b[~px])
+    if shape[-1] == 4:
+        assert np.array_equal(res.image[..., 3], b[..., 3])  # alpha untouched
+
+
+def test_matches_rgb_path_for_bgr(backend):
+    f0, f1, _ = frames()
+    failed = rois_to_mask([(20, 20, 24, 24)], *f1.shape[:2])
+    rgb = restorer(backend)
+    rgb.process('c', f0, 'rgb8', 0)
+    bgr = restorer(backend)
+    bgr.process('c', np.ascontiguousarray(f0[..., ::-1]), 'bgr8', 0)
+    a = rgb.process('c', f1, 'rgb8', 0.1, failed).image
+    b = bgr.process('c', np.ascontiguousarray(f1[..., ::-1]), 'bgr8', 0.1, failed).image
+    assert np.array_equal(a, b[..., ::-1])
+
+
+def test_policies_no_reference_stale_and_reset(backend):
+    r = restorer(backend, max_reference_age_s=0.5)
+    f0, f1, f2 = frames()
+    failed = rois_to_mask([(0, 0, 8, 8)], *f0.shape[:2])
+    res = r.process('c', f1, 'rgb8', 0.0, failed)
+    assert res.status == 'passthrough_no_reference' and res.flagged and res.image is f1
+    r.process('c', f0, 'rgb8', 1.0)
+    res = r.process('c', f1, 'rgb8', 2.0, failed)
+    assert res.status == 'passthrough_stale_reference' and res.reference_age_s == pytest.approx(1.0)
+    assert r.process('c', f2, 'rgb8', 2.1, whole_frame=True).status == 'passthrough_stale_reference'
+    r.process('c', f0, 'rgb8', 3.0)
+    small = np.ascontiguousarray(f1[:64, :64])
+    res = r.process('c', small, 'rgb8', 3.1, failed[:64, :64])  # resolution change resets the reference
+    assert res.status == 'passthrough_no_reference'
+
+
+def test_invalid_inputs_pass_through(backend):
+    r = restorer(backend)
+    f0 = frames()[0]
+    assert r.process('c', f0, 'yuv422', 0).status == 'passthrough_invalid'
+    assert r.process('c', f0[..., 0], 'rgb8', 0).status == 'passthrough_invalid'
+    res = r.process('c', f0, 'rgb8', 0, np.zeros((5, 5), bool))
+    assert res.status == 'passthrough_invalid' and 'does not match' in res.message
+
+
+def test_batch_across_cameras_equals_single(backend):
+    fa, fb = frames(seed=1), frames(h=50, w=130, seed=2)
+    ma, mb = rois_to_mask([(5, 5, 30, 20)], 72, 100), rois_to_mask([(60, 10, 40, 30)], 50, 130)
+    single = restorer(backend)
+    single.process('a', fa[0], 'rgb8', 0)
+    single.process('b', fb[0], 'rgb8', 0)
+    ra, rb = single.process('a', fa[1], 'rgb8', 0.1, ma), single.process('b', fb[1], 'rgb8', 0.1, mb)
+    batched = restorer(backend)
+    batched.process_batch([('a', fa[0], 'rgb8', 0, None, False), ('b', fb[0], 'rgb8', 0, None, False)])
+    ba, bb = batched.process_batch([('a', fa[1], 'rgb8', 0.1, ma, False), ('b', fb[1], 'rgb8', 0.1, mb, False)])
+    assert np.array_equal(ra.image, ba.image) and np.array_equal(rb.image, bb.image)
+
+
+def test_cost_scales_with_failed_area(backend):
+    calls = []
+    orig = backend.restore
+    r = restorer(backend)
+    r.backend = type('Counting', (), {'__getattr__': lambda s, k: getattr(backend, k),
+                                      'restore': lambda s, *a: calls.append(a[0].shape[0]) or orig(*a)})()
+    big = [np.random.default_rng(i).integers(0, 256, (720, 1280, 3), dtype=np.uint8) for i in range(2)]
+    r.process('c', big[0], 'rgb8', 0)
+    r.process('c', big[1], 'rgb8', 0.1, rois_to_mask([(100, 100, 20, 20)], 720, 1280))
+    assert calls == [1]  # one 32-px tile covers the failure; the rest of the frame is never run
+
+
+def test_uncertainty_map(backend):
+    r = restorer(backend, uncertainty_samples=4)
+    f0, f1, _ = frames()
+    r.process('c', f0, 'rgb8', 0)
+    res = r.process('c', f1, 'rgb8', 0.1, rois_to_mask([(10, 10, 20, 20)], 72, 100))
+    assert res.uncertainty.shape == (72, 100) and res.uncertainty.dtype == np.float32
+    assert (res.uncertainty[res.mask == 0] == 0).all() and (res.uncertainty >= 0).all()
+
+
+def test_self_detection_black_saturated_frozen(backend):
+    s = DetectSettings()
+    img = np.random.default_rng(0).integers(20, 230, (32, 48, 3), dtype=np.uint8)
+    img[0:8, 0:8] = 0
+    img[8:16, 8:16] = 255
+    grid = detect_failed_patches(img, None, 8, s)
+    assert grid.shape == (4, 6) and grid[0, 0] and grid[1, 1] and grid.sum() == 2
+    nxt = np.random.default_rng(1).integers(20, 230, (32, 48, 3), dtype=np.uint8)
+    nxt[16:24, 16:24] = img[16:24, 16:24]  # frozen textured patch
+    assert detect_failed_patches(nxt, img, 8, s)[2, 2]
+    assert not detect_failed_patches(nxt, img, 8, DetectSettings(frozen=False))[2, 2]
+    r = restorer(backend, self_detect=True)
+    clean = np.random.default_rng(2).integers(20, 230, (32, 48, 3), dtype=np.uint8)
+    r.process('c', clean, 'rgb8', 0)
+    dead = np.random.default_rng(3).integers(20, 230, (32, 48, 3), dtype=np.uint8)
+    dead[8:16, 24:32] = 0
+    res = r.process('c', dead, 'rgb8', 0.1)
+    assert res.status == 'restored' and res.mask[8:16, 24:32].all() and res.mask.sum() == 64 * 255
