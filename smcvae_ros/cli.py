@@ -11,6 +11,7 @@ SUBCOMMANDS = [
     'smcvae_ros.train',
     'smcvae_ros.evaluate',
     'smcvae_ros.restore_cli',
+    'smcvae_ros.ablate',
     'smcvae_ros.engine.cli',
     'smcvae_ros.bag.cli',
 ]
