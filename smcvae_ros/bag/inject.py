@@ -1,0 +1,64 @@
+"""Synthetic camera failures for bag-eval, expressed as ROIs on the patch grid (the diagnostics contract).
+
+Schedule per camera topic: frame 0 is healthy (it gives the restorer its first reference); every later
+frame is damaged with probability `damage_prob`, otherwise healthy (which refreshes the reference).
+A damaged frame gets a make_mask(pattern, ratio) patch mask, written as rectangles 'x,y,w,h' in pixels.
+The damage decisions and the masks use separate random streams seeded by (seed, crc32(topic)), so the
+same frames are damaged for every --mask-ratio of a sweep and runs are reproducible.
+"""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+
+from ..restoration.masks import make_mask
+
+EVAL_PATTERNS = ('random', 'blocks', 'rows')
+
+
+def grid_to_rois(grid: np.ndarray, patch: int, height: int, width: int) -> list[tuple[int, int, int, int]]:
+    """(gh,gw) bool patch grid -> pixel rectangles (x,y,w,h) covering exactly the True patches.
+
+    Row runs are merged downwards while the run below has the same columns; rectangles are clipped
+    to the image (the last patch row/column may be partial)."""
+    rects, open_runs = [], {}  # (c0, c1) -> first row
+    for r in range(grid.shape[0] + 1):
+        row = grid[r] if r < grid.shape[0] else np.zeros(grid.shape[1], bool)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], row.astype(np.int8), [0]])))
+        runs = set(zip(edges[::2].tolist(), edges[1::2].tolist()))
+        for run in [k for k in open_runs if k not in runs]:
+            r0 = open_runs.pop(run)
+            rects.append((run[0], r0, run[1], r))
+        for run in runs:
+            open_runs.setdefault(run, r)
+    out = []
+    for c0, r0, c1, r1 in sorted(rects, key=lambda q: (q[1], q[0])):
+        x, y = c0 * patch, r0 * patch
+        out.append((x, y, min(c1 * patch, width) - x, min(r1 * patch, height) - y))
+    return out
+
+
+class FailureSchedule:
+    """Per-camera failure injection: `next(h, w)` -> ROIs for the camera's next frame ([] = healthy)."""
+
+    def __init__(self, topic: str, seed: int, ratio: float, pattern: str = 'random', damage_prob: float = 0.75,
+                 patch: int = 8):
+        if pattern not in EVAL_PATTERNS:
+            raise ValueError(f'unknown --pattern {pattern!r}; choose {"|".join(EVAL_PATTERNS)}')
+        if not 0.0 < ratio <= 1.0:
+            raise ValueError(f'mask ratio must be in (0, 1], got {ratio}')
+        key = zlib.crc32(topic.encode())
+        self.damage_rng = np.random.default_rng([seed, key, 0])
+        self.mask_rng = np.random.default_rng([seed, key, 1])
+        self.ratio, self.pattern, self.damage_prob, self.patch = ratio, pattern, damage_prob, patch
+        self.index = 0
+
+    def next(self, height: int, width: int) -> list[tuple[int, int, int, int]]:
+        first, self.index = self.index == 0, self.index + 1
+        damaged = self.damage_rng.random() < self.damage_prob  # drawn for every frame: stream stays aligned
+        if first or not damaged:
+            return []
+        gh, gw = -(-height // self.patch), -(-width // self.patch)
+        grid = make_mask(self.mask_rng, gh, gw, self.ratio, self.pattern)
+        return grid_to_rois(grid, self.patch, height, width)
