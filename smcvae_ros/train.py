@@ -122,7 +122,7 @@ def train(cfg: dict) -> Path:
     if ckpt.exists():
         step, best = load_checkpoint(ckpt, model, opt)
         print(f'resumed from {ckpt} at step {step} (best val PSNR {best:.2f} dB)')
-    val_spec = PairSpec(**{**asdict(spec), 'pattern': 'random', 'scale': (1.0, 1.0), 'flip': False})
+    val_spec = PairSpec(**{**asdict(spec), 'pattern': 'random', 'scale': (1.0, 1.0), 'flip': False, 'gap_power': 0.0})
     val = fixed_batch(list_clips(cfg['val_dir']), val_spec, cfg['val_samples'], seed=1234)
     loader = torch.utils.data.DataLoader(PairDataset(list_clips(cfg['train_dir']), spec, seed=cfg['seed'] + step),
                                          batch_size=cfg['batch_size'], num_workers=cfg['workers'],

@@ -69,7 +69,8 @@ def test_replay_through_node_matches_offline(tmp_path, val_frames, tiny_model):
         with open(node_log, 'w') as nl, open(rec_log, 'w') as rl:
             procs.append(subprocess.Popen(node_cmd, stdout=nl, stderr=subprocess.STDOUT))
             recorder = subprocess.Popen(cli + ['bag-record', str(rec), '--topics', '/cam_front/image_restored',
-                                               '/cam_front/restoration_mask', '--count', str(FRAMES), '--wait', '60'],
+                                               '/cam_front/restoration_mask', '--wait', '60',
+                                               '--duration', str(int(play_s + 180))],
                                         stdout=rl, stderr=subprocess.STDOUT)
             procs.append(recorder)
             wait_for_line(rec_log, 'recording', recorder, 60)
@@ -79,6 +80,8 @@ def test_replay_through_node_matches_offline(tmp_path, val_frames, tiny_model):
                                   capture_output=True, text=True, timeout=play_s + 60)
             assert play.returncode == 0, play.stdout + play.stderr
             assert f'/cam_front/image_raw: {FRAMES}' in play.stdout and f'/camera_health: {FRAMES}' in play.stdout
+            time.sleep(3 * max_latency_s + 3)  # the node publishes the last frame's outputs
+            recorder.send_signal(2)             # Ctrl-C: the recorder finalizes the bag
             assert recorder.wait(timeout=30) == 0, rec_log.read_text() + node_log.read_text()
     finally:
         for p in procs:
@@ -92,8 +95,9 @@ def test_replay_through_node_matches_offline(tmp_path, val_frames, tiny_model):
     inputs = images_by_stamp(ev / 'restored_bag', '/cam_front/image_raw')
     for topic in ('/cam_front/image_restored', '/cam_front/restoration_mask'):
         offline, live = images_by_stamp(ev / 'restored_bag', topic), images_by_stamp(rec, topic)
-        assert sorted(live) == sorted(inputs) and all(len(v) == 1 for v in live.values()), node_log.read_text()
+        assert sorted(live) == sorted(offline) and all(len(v) == 1 for v in live.values()), node_log.read_text()
         for stamp, (img,) in offline.items():
             np.testing.assert_array_equal(live[stamp][0], img, err_msg=f'{topic} differs at stamp {stamp}')
-    restored = [s for s, (m,) in images_by_stamp(rec, '/cam_front/restoration_mask').items() if m.any()]
-    assert len(restored) == report['cameras']['/cam_front/image_raw']['restored']
+    assert sorted(images_by_stamp(rec, '/cam_front/image_restored')) == sorted(inputs)  # one output per input
+    masks = images_by_stamp(rec, '/cam_front/restoration_mask')  # only frames with synthesized pixels
+    assert len(masks) == report['cameras']['/cam_front/image_raw']['restored'] and all(m.any() for (m,) in masks.values())

@@ -50,10 +50,10 @@ def test_masked_psnr_batch_matches_psnr(rng):
     mask = torch.zeros(2, 4, dtype=torch.bool)
     mask[:, 0] = True  # the top-left 8x8 patch
     got = masked_psnr_batch(torch.from_numpy(pred), torch.from_numpy(tgt), mask, 8)
-    px = np.zeros((16, 16), bool)
-    px[:8, :8] = True
-    to8 = lambda x: np.round(x * 255).transpose(1, 2, 0)  # noqa: E731
-    want = np.mean([psnr(to8(pred[i]), to8(tgt[i]), px) for i in range(2)])
+    px = np.zeros((2, 16, 16), bool)
+    px[:, :8, :8] = True
+    to8 = lambda x: np.round(x * 255).transpose(0, 2, 3, 1)  # noqa: E731
+    want = psnr(to8(pred), to8(tgt), px)  # pooled over both tiles' failed pixels
     assert got == pytest.approx(want, abs=1e-6)
 
 

@@ -21,7 +21,9 @@ from tqdm import tqdm
 
 from ..baselines import copy_reference
 from ..metrics import psnr, ssim_map
-from ..restoration import RestorationSettings, Restorer, rois_to_mask
+from ..restoration import FrameResult, RestorationSettings, Restorer
+from ..restoration.frames import failure_mask
+from ..restoration.restorer import INVALID
 from ..restoration.frames import to_rgb
 from ..ros.messages import (MalformedMessage, format_rois, image_msg_to_array, parse_failure_status,
                             parse_rois)
@@ -73,7 +75,7 @@ class _Camera:
     def __init__(self, topic: str, cfg: EvalConfig, patch: int, n_frames: int):
         self.topic = topic
         self.schedule = FailureSchedule(topic, cfg.seed, cfg.ratio, cfg.pattern, cfg.damage_prob, patch)
-        self.recorded: tuple[list, bool] = ([], False)  # latest recorded (rois, whole_frame)
+        self.recorded: tuple = ([], False, None)  # latest recorded (rois, whole_frame, invalid reason)
         self.reference: np.ndarray | None = None        # last healthy RGB frame (the copy baseline's source)
         self.last_t: int | None = None
         self.index = 0
@@ -121,15 +123,17 @@ def evaluate_bag(in_bag, backend, cfg: EvalConfig, out_bag=None, examples_dir=No
 
 def _apply_recorded(array, state: dict[str, _Camera]) -> None:
     for status in array.status:
+        hw = str(status.hardware_id)
         try:
-            hw, rois, whole = parse_failure_status(status)
-        except MalformedMessage as e:
-            log.warning('ignoring diagnostics status %r: %s', status.name, e)
-            continue
+            _, rois, whole = parse_failure_status(status)
+            recorded = (rois, whole, None)
+        except MalformedMessage as e:  # like the node: the camera's frames pass through until the next status
+            log.warning('diagnostics status %r is malformed: %s', status.name, e)
+            recorded = ([], False, f'malformed health status: {e}')
         key = '/' + hw.strip().strip('/')  # like the node: the image topic or its namespace
         for cam in state.values():
             if key in (cam.topic, camera_namespace(cam.topic)):
-                cam.recorded = (rois, whole)
+                cam.recorded = recorded
 
 
 def _process(cam: _Camera, restorer: Restorer, msg, t: int, cfg: EvalConfig, writer, examples_dir, save_example):
@@ -141,13 +145,18 @@ def _process(cam: _Camera, restorer: Restorer, msg, t: int, cfg: EvalConfig, wri
         return None
     h, w = image.shape[:2]
     if cfg.use_recorded_diagnostics:
-        rois, whole = cam.recorded
+        rois, whole, invalid = cam.recorded
     else:
-        rois, whole = parse_rois(format_rois(cam.schedule.next(h, w))), False  # exactly what the node parses
-    failed = rois_to_mask(rois, h, w) if rois else None
+        rois, whole, invalid = parse_rois(format_rois(cam.schedule.next(h, w))), False, None  # as the node parses
     stamp = stamp_ns(msg.header)
     t0 = time.perf_counter()
-    res = restorer.process(cam.topic, image, msg.encoding, stamp * 1e-9, failed, whole)
+    try:
+        if invalid:
+            raise ValueError(invalid)
+        failed = failure_mask(rois, h, w)
+        res = restorer.process(cam.topic, image, msg.encoding, stamp * 1e-9, failed, whole)
+    except ValueError as e:  # the node passes such frames through unchanged and flagged
+        res = FrameResult(image, np.zeros((h, w), np.uint8), INVALID, message=str(e))
     latency_ms = (time.perf_counter() - t0) * 1e3
     if writer:
         lead = MAX_LEAD_NS if cam.last_t is None else min(MAX_LEAD_NS, (t - cam.last_t) // 2)
@@ -155,7 +164,8 @@ def _process(cam: _Camera, restorer: Restorer, msg, t: int, cfg: EvalConfig, wri
             writer.write_msg(cfg.diagnostics_topic, DIAG_TYPE, t - lead, failure_diagnostics(msg.header, cam.topic, rois))
         restored_topic, mask_topic = output_topics(cam.topic)
         writer.write_msg(restored_topic, IMAGE_TYPE, t, image_msg(res.image, msg.encoding, msg.header))
-        writer.write_msg(mask_topic, IMAGE_TYPE, t, image_msg(res.mask, 'mono8', msg.header))
+        if res.status == 'restored':  # like the node: a mask only where pixels were synthesized
+            writer.write_msg(mask_topic, IMAGE_TYPE, t, image_msg(res.mask, 'mono8', msg.header))
     cam.last_t = t
     original = to_rgb(image, msg.encoding)
     row = dict(camera=cam.topic, index=cam.index, stamp=stamp * 1e-9, status=res.status,

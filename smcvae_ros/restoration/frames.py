@@ -48,6 +48,17 @@ def rois_to_mask(rois, height: int, width: int) -> np.ndarray:
     return mask
 
 
+def failure_mask(rois, height: int, width: int) -> np.ndarray | None:
+    """Failed ROIs of a health status -> (H,W) bool mask (None when there are none).
+
+    An ROI not inside the image means the status was made for another image size: ValueError,
+    so callers pass the frame through and flag it instead of guessing a region."""
+    outside = [r for r in rois if r[0] < 0 or r[1] < 0 or r[0] + r[2] > width or r[1] + r[3] > height]
+    if outside:
+        raise ValueError(f'failed_rois {outside} exceed the {width}x{height} image')
+    return rois_to_mask(rois, height, width) if rois else None
+
+
 def patch_grid(mask: np.ndarray, patch: int) -> np.ndarray:
     """(H,W) bool pixel mask -> (ceil(H/P), ceil(W/P)) bool: a patch fails if any of its pixels fails."""
     h, w = mask.shape

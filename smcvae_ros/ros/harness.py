@@ -1,0 +1,241 @@
+"""Drive a real restore_node over DDS: start it as launch_ros would, feed frames and camera health
+statuses, collect its outputs. Used by `smcvae demo`, the node tests and the benchmarks."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from .messages import ERROR, FAILED_ROIS_KEY, OK, STALE, fill_image_msg, format_rois
+from .params import output_topic
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def ros_env(domain_id: int | None = None) -> None:
+    """Keep DDS on this machine; pick a random domain unless one is set."""
+    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
+    os.environ.pop('ROS_LOCALHOST_ONLY', None)
+    if domain_id is not None:
+        os.environ['ROS_DOMAIN_ID'] = str(domain_id)
+    elif 'ROS_DOMAIN_ID' not in os.environ:
+        os.environ['ROS_DOMAIN_ID'] = str(np.random.default_rng().integers(1, 102))
+
+
+def params_file() -> Path:
+    """config/restore.yaml of the source tree, else of the installed share directory."""
+    src = REPO / 'config' / 'restore.yaml'
+    if src.is_file():
+        return src
+    from ament_index_python.packages import get_package_share_directory
+    return Path(get_package_share_directory('smcvae_ros')) / 'config' / 'restore.yaml'
+
+
+def _param_arg(name: str, value) -> str:
+    if isinstance(value, bool):
+        value = 'true' if value else 'false'
+    elif isinstance(value, (list, tuple)):
+        value = '[' + ','.join(f"'{v}'" for v in value) + ']'
+    return f'{name}:={value}'
+
+
+class NodeProcess:
+    """`restore_node --ros-args --params-file FILE -r __node:=NAME -p k:=v ...` as a subprocess."""
+
+    def __init__(self, name: str = 'restore_node', overrides: dict | None = None, params: Path | None = None,
+                 log_path: Path | None = None):
+        exe = shutil.which('restore_node') or str(Path(sys.executable).with_name('restore_node'))
+        cmd = [exe] if Path(exe).is_file() else [sys.executable, '-m', 'smcvae_ros.ros.node']
+        self.name = name
+        self.cmd = cmd + ['--ros-args', '--params-file', str(params or params_file()), '-r', f'__node:={name}']
+        for k, v in (overrides or {}).items():
+            self.cmd += ['-p', _param_arg(k, v)]
+        self.log_path = Path(log_path or tempfile.mkstemp(prefix=f'{name}_', suffix='.log')[1])
+        self._log = open(self.log_path, 'wb')
+        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors='replace')
+
+    def stop(self, timeout: float = 10.0) -> int:
+        if self.alive:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+
+def stamp_key(msg) -> tuple[int, int]:
+    return int(msg.header.stamp.sec), int(msg.header.stamp.nanosec)
+
+
+def image_msg(array: np.ndarray, encoding: str, stamp_s: float, frame_id: str = 'camera'):
+    from sensor_msgs.msg import Image
+    msg = fill_image_msg(Image(), array, encoding)
+    msg.header.stamp.sec, msg.header.stamp.nanosec = int(stamp_s), int(round((stamp_s % 1) * 1e9))
+    msg.header.frame_id = frame_id
+    return msg
+
+
+def health_array(hardware_id: str, rois=(), whole_frame: bool = False, level: int | None = None,
+                 rois_text: str | None = None):
+    """DiagnosticArray with one camera health status (the node's input contract)."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+    if level is None:
+        level = STALE if whole_frame else (ERROR if rois or rois_text else OK)
+    st = DiagnosticStatus(level=bytes([level]), name=f'camera health {hardware_id}', hardware_id=hardware_id,
+                          message='patch failure' if level else 'ok')
+    if rois or rois_text is not None:
+        st.values = [KeyValue(key=FAILED_ROIS_KEY, value=format_rois(rois) if rois_text is None else rois_text)]
+    return DiagnosticArray(status=[st])
+
+
+class Client:
+    """An rclpy node in its own context, spinning in a background thread, that records what it hears."""
+
+    def __init__(self, name: str = 'smcvae_client', diagnostics_topic: str = '/camera_health'):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.executors import SingleThreadedExecutor
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context)
+        self.node = rclpy.create_node(name, context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self.lock = threading.Lock()
+        self.received = defaultdict(list)       # topic -> [(monotonic time, msg)]
+        self.node_status = {}                   # hardware_id -> latest status values of the node
+        self.health_sent = defaultdict(int)     # hardware_id -> statuses we published
+        self._pubs = {}
+        self.health_pub = self.node.create_publisher(DiagnosticArray, diagnostics_topic, 10)
+        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, 50)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self):
+        try:
+            self.executor.spin()
+        except Exception:  # noqa: BLE001 - context shut down
+            pass
+
+    def _on_diagnostics(self, msg):
+        with self.lock:
+            for st in msg.status:
+                self.node_status[st.hardware_id] = {kv.key: kv.value for kv in st.values} | {
+                    '_level': st.level[0], '_message': st.message}
+
+    def subscribe(self, topic: str, msg_type=None, depth: int = 50):
+        from sensor_msgs.msg import Image
+        cb = lambda m, t=topic: self._record(t, m)  # noqa: E731
+        return self.node.create_subscription(msg_type or Image, topic, cb, depth)
+
+    def _record(self, topic, msg):
+        t = time.monotonic()
+        with self.lock:
+            self.received[topic].append((t, msg))
+
+    def publisher(self, topic: str, depth: int = 10):
+        from sensor_msgs.msg import Image
+        if topic not in self._pubs:
+            self._pubs[topic] = self.node.create_publisher(Image, topic, depth)
+        return self._pubs[topic]
+
+    @staticmethod
+    def wait_for(predicate, timeout: float, interval: float = 0.005):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            value = predicate()
+            if value:
+                return value
+            time.sleep(interval)
+        return predicate()
+
+    def output(self, topic: str, key) -> object | None:
+        with self.lock:
+            return next((m for _, m in self.received[topic] if stamp_key(m) == key), None)
+
+    def arrival(self, topic: str, key) -> float | None:
+        with self.lock:
+            return next((t for t, m in self.received[topic] if stamp_key(m) == key), None)
+
+    def connect(self, input_topic: str, timeout: float = 60.0) -> bool:
+        """Subscribe to the camera's outputs and wait until the node and we are matched both ways."""
+        out = output_topic(input_topic, 'image_restored')
+        if out not in self.received:
+            self.received[out] = []
+            for leaf in ('image_restored', 'restoration_mask', 'restoration_uncertainty'):
+                self.subscribe(output_topic(input_topic, leaf))
+        pub = self.publisher(input_topic)
+        matched = lambda: (pub.get_subscription_count() > 0  # noqa: E731
+                           and self.health_pub.get_subscription_count() > 0
+                           and self.node.count_publishers(out) > 0)
+        return bool(self.wait_for(matched, timeout, 0.05))
+
+    def send_frame(self, input_topic: str, msg, timeout: float = 30.0):
+        """Publish one frame; return (output Image, mask Image | None, latency s) or raise TimeoutError.
+        The mask is None when the output is the unchanged input."""
+        out, mask_topic = output_topic(input_topic, 'image_restored'), output_topic(input_topic, 'restoration_mask')
+        key = stamp_key(msg)
+        t0 = time.monotonic()
+        self.publisher(input_topic).publish(msg)
+        got = self.wait_for(lambda: self.output(out, key), timeout)
+        if got is None:
+            raise TimeoutError(f'no output on {out} for stamp {key} within {timeout}s')
+        latency = self.arrival(out, key) - t0
+        restored = bytes(got.data) != bytes(msg.data)   # the node publishes masks for restored frames only
+        mask = self.wait_for(lambda: self.output(mask_topic, key), 10.0) if restored else None
+        return got, mask, latency
+
+    def send_health(self, hardware_id: str, camera_topic: str, timeout: float = 15.0, **kw) -> dict:
+        """Publish a health status and wait until the node has applied it (its /diagnostics count)."""
+        self.health_pub.publish(health_array(hardware_id, **kw))
+        self.health_sent[camera_topic] += 1
+        n = self.health_sent[camera_topic]
+        ok = self.wait_for(lambda: int(self.status(camera_topic).get('health_statuses', -1)) >= n, timeout)
+        if not ok:
+            raise TimeoutError(f'node did not acknowledge health status #{n} for {camera_topic}')
+        return self.status(camera_topic)
+
+    def status(self, camera_topic: str) -> dict:
+        with self.lock:
+            return dict(self.node_status.get(camera_topic, {}))
+
+    def set_parameters(self, node_name: str, values: dict, timeout: float = 15.0) -> list:
+        """SetParameters service call; returns the SetParametersResult list."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+        cli = self.node.create_client(SetParameters, f'/{node_name}/set_parameters')
+        try:
+            if not cli.wait_for_service(timeout_sec=timeout):
+                raise TimeoutError(f'/{node_name}/set_parameters not available')
+            msgs = [Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
+            req = SetParameters.Request(parameters=msgs)
+            fut = cli.call_async(req)
+            if not self.wait_for(fut.done, timeout):
+                raise TimeoutError('set_parameters did not answer')
+            return list(fut.result().results)
+        finally:
+            self.node.destroy_client(cli)
+
+    def close(self):
+        self.executor.shutdown(timeout_sec=1.0)
+        self.node.destroy_node()
+        self.context.try_shutdown()
+        self._thread.join(timeout=2.0)

@@ -1,0 +1,229 @@
+"""restore_node over real DDS (loopback, reliable QoS), started as launch_ros would start it."""
+import numpy as np
+import pytest
+from ros_helpers import NodeProcess, assert_same_header, damage, next_stamp, pixels, running_node, send, settled_status
+
+from smcvae_ros.data.clips import read_rgb
+from smcvae_ros.metrics import psnr
+from smcvae_ros.ros.harness import health_array, image_msg
+
+pytestmark = pytest.mark.timeout(240)
+
+CAM_A, CAM_B = '/cam_a/image_raw', '/cam_b/image_raw'
+ROIS = [(100, 300, 64, 48), (500, 200, 40, 40)]
+
+
+@pytest.fixture(scope='module')
+def ros(tiny_model):
+    with running_node('restore_test', {'model_path': str(tiny_model), 'backend': 'torch', 'device': 'cpu'},
+                      [CAM_A, CAM_B]) as (node, client):
+        yield node, client
+
+
+@pytest.fixture(scope='module')
+def frames(val_frames):
+    return [read_rgb(p) for p in val_frames[:4]]
+
+
+def clear(client, topic, frame, encoding='rgb8'):
+    """No active failure and a fresh healthy reference for the camera."""
+    client.send_health(topic, topic)
+    _, out, _ = send(client, topic, frame, encoding)
+    return out
+
+
+def test_passthrough_when_healthy(ros, frames):
+    node, client = ros
+    clear(client, CAM_A, frames[0])
+    msg, out, mask = send(client, CAM_A, frames[1])
+    assert bytes(out.data) == bytes(msg.data) and out.step == msg.step and mask is None
+    assert settled_status(client, CAM_A)['last_status'] == 'healthy'
+
+
+def test_restores_failed_rois_keeping_healthy_pixels_bit_exact(ros, frames):
+    node, client = ros
+    clear(client, CAM_A, frames[0])
+    st = client.send_health('/cam_a', CAM_A, rois=ROIS)      # hardware_id = the camera namespace
+    assert st['failure'] == 'rois' and st['failed_rois'] == '100,300,64,48;500,200,40,40'
+    dmg = damage(frames[1], ROIS)
+    msg, out, mask = send(client, CAM_A, dmg)
+    img, px = pixels(out), mask > 0
+    roi_px = damage(np.zeros(dmg.shape[:2], np.uint8), ROIS, 1) > 0
+    assert px[roi_px].all() and px.mean() < 0.05                # failed patches only
+    assert np.array_equal(img[~px], dmg[~px])                   # every healthy pixel bit-exact
+    assert not np.array_equal(img[roi_px], dmg[roi_px])         # the dead region was synthesized
+    st = settled_status(client, CAM_A)
+    assert st['last_status'] == 'restored' and int(st['failed_patches']) == px.sum() // 64
+    assert float(st['reference_age_s']) == pytest.approx(0.1, abs=1e-3)
+    client.send_health(CAM_A, CAM_A)                            # OK clears: the next frame passes through
+    msg, out, mask = send(client, CAM_A, frames[2])
+    assert bytes(out.data) == bytes(msg.data) and mask is None
+
+
+def test_stale_reference_passes_through_until_max_age_is_raised(ros, frames):
+    node, client = ros
+    clear(client, CAM_A, frames[0])
+    client.send_health(CAM_A, CAM_A, rois=ROIS)
+    dmg = damage(frames[1], ROIS)
+    msg, out, mask = send(client, CAM_A, dmg, stamp=next_stamp(jump_s=5.0))   # reference 5 s old > 2 s
+    assert bytes(out.data) == bytes(msg.data) and mask is None
+    st = settled_status(client, CAM_A)
+    assert st['last_status'] == 'passthrough_stale_reference' and st['_level'] == 1
+    try:
+        res = client.set_parameters(node.name, {'max_reference_age_s': 30.0})
+        assert res[0].successful, res[0].reason
+        msg, out, mask = send(client, CAM_A, dmg)                 # same reference, now young enough
+        assert mask.any() and bytes(out.data) != bytes(msg.data)
+        assert settled_status(client, CAM_A)['last_status'] == 'restored'
+    finally:
+        assert client.set_parameters(node.name, {'max_reference_age_s': 2.0})[0].successful
+
+
+def test_set_parameters_rejected_with_reason(ros):
+    node, client = ros
+    cases = {'max_reference_age_s': (-1.0, 'range'), 'dark_level': (255, 'bright_level'),
+             'backend': ('torch', 'read-only'), 'image_topics': (['/x/image_raw'], 'read-only'),
+             'uncertainty_samples': (1, 'range'), 'publish_mask': ('yes', 'type')}
+    for name, (value, why) in cases.items():
+        res = client.set_parameters(node.name, {name: value})[0]
+        assert not res.successful and res.reason, (name, value)
+        assert why in res.reason or name in res.reason, res.reason
+    accepted = client.set_parameters(node.name, {'self_detect': True, 'frozen_min_std': 4.0})
+    assert all(r.successful for r in accepted)
+    assert client.set_parameters(node.name, {'self_detect': False})[0].successful
+
+
+def test_malformed_inputs_are_published_and_flagged(ros, frames):
+    node, client = ros
+    f = frames[0]
+    clear(client, CAM_A, f)
+    h, w = f.shape[:2]
+    bad_step = image_msg(f, 'rgb8', next_stamp())
+    bad_step.step = w * 3 - 1
+    short = image_msg(f, 'rgb8', next_stamp())
+    short.data = bytes(short.data)[: len(short.data) // 2]
+    odd_encoding = image_msg(f[..., :2].copy(), '16UC1', next_stamp())  # 2 bytes per pixel
+    for msg, status in ((bad_step, 'passthrough_invalid'), (short, 'passthrough_invalid'),
+                        (odd_encoding, 'passthrough_unsupported_encoding')):
+        out, _, _ = client.send_frame(CAM_A, msg)
+        assert_same_header(out, msg)
+        assert bytes(out.data) == bytes(msg.data) and out.step == msg.step
+        assert settled_status(client, CAM_A)['last_status'] == status
+    # garbage health statuses: unknown level, non-numeric ROIs, unknown camera
+    for kw in ({'level': 9, 'rois': ROIS}, {'rois_text': 'abc;1,2'}):
+        st = client.send_health(CAM_A, CAM_A, **kw)
+        assert st['failure'] == 'invalid' and st['failure_error']
+        msg, out, _ = send(client, CAM_A, damage(frames[1], ROIS))
+        assert bytes(out.data) == bytes(msg.data)
+        assert settled_status(client, CAM_A)['last_status'] == 'passthrough_invalid'
+    client.health_pub.publish(health_array('/no_such_camera', rois=ROIS))
+    # an ROI outside this camera's image
+    client.send_health(CAM_A, CAM_A, rois=[(w - 10, h - 10, 64, 64)])
+    msg, out, _ = send(client, CAM_A, frames[1])
+    assert bytes(out.data) == bytes(msg.data)
+    st = settled_status(client, CAM_A)
+    assert st['last_status'] == 'passthrough_invalid' and 'exceed' in st['last_message']
+    assert node.alive
+    clear(client, CAM_A, frames[2])
+    assert settled_status(client, CAM_A)['last_status'] == 'healthy'
+    assert 'Traceback' not in node.log()
+
+
+def test_two_cameras_at_once(ros, frames):
+    node, client = ros
+    for cam in (CAM_A, CAM_B):
+        clear(client, cam, frames[0])
+        client.send_health(cam, cam, rois=ROIS)
+    dmg = damage(frames[1], ROIS)
+    msgs = {cam: image_msg(dmg, 'rgb8', next_stamp(), cam) for cam in (CAM_A, CAM_B)}
+    for cam, msg in msgs.items():                                # back to back: one batch when they meet
+        client.publisher(cam).publish(msg)
+    for cam, msg in msgs.items():
+        out_topic = cam.replace('image_raw', 'image_restored')
+        out = client.wait_for(lambda: client.output(out_topic, (msg.header.stamp.sec, msg.header.stamp.nanosec)), 30)
+        assert out is not None, f'no output on {out_topic}'
+        assert_same_header(out, msg)
+        assert bytes(out.data) != bytes(msg.data)
+        assert settled_status(client, cam)['last_status'] == 'restored'
+    for cam in (CAM_A, CAM_B):
+        client.send_health(cam, cam)
+
+
+@pytest.mark.parametrize('encoding', ['bgr8', 'mono8'])
+def test_encodings_and_step_padding(ros, frames, encoding):
+    node, client = ros
+    conv = (lambda a: a[..., ::-1].copy()) if encoding == 'bgr8' else (lambda a: a.mean(-1).astype(np.uint8))
+    clear(client, CAM_B, conv(frames[0]), encoding)               # encoding change: new reference
+    client.send_health(CAM_B, CAM_B, rois=ROIS)
+    dmg = damage(conv(frames[1]), ROIS)
+    ch = 1 if dmg.ndim == 2 else 3
+    padded = np.zeros((dmg.shape[0], dmg.shape[1] * ch + 32), np.uint8)   # rows padded by 32 bytes
+    padded[:, :dmg.shape[1] * ch] = dmg.reshape(dmg.shape[0], -1)
+    msg = image_msg(dmg, encoding, next_stamp(), 'cam_b_optical')
+    msg.step, msg.data = padded.shape[1], padded.tobytes()
+    out, mask, _ = client.send_frame(CAM_B, msg)
+    assert_same_header(out, msg)
+    img, px = pixels(out), pixels(mask) > 0
+    assert img.shape == dmg.shape and px.any()
+    assert np.array_equal(img[~px], dmg[~px]) and not np.array_equal(img[px], dmg[px])
+    client.send_health(CAM_B, CAM_B)
+
+
+def test_restoration_beats_reference_copy(shipped_model, frames):
+    """With the shipped model the failed region is closer to ground truth than copying the reference."""
+    rois = [(300, 330, 128, 96), (620, 360, 96, 96), (80, 420, 160, 64)]   # road, lane marks
+    with running_node('restore_quality', {'model_path': str(shipped_model), 'device': 'cpu'}, [CAM_A]) as (_, client):
+        reference = clear(client, CAM_A, frames[0])
+        client.send_health(CAM_A, CAM_A, rois=rois)
+        truth = frames[2]
+        _, out, mask = send(client, CAM_A, damage(truth, rois))
+    px = mask > 0
+    restored, ref = pixels(out), pixels(reference)
+    got, baseline = psnr(restored, truth, px), psnr(ref, truth, px)
+    assert got > baseline, f'restored {got:.2f} dB vs reference copy {baseline:.2f} dB'
+
+
+def test_runtime_toggles_self_detect_and_uncertainty(ros, frames):
+    """self_detect finds a dead block without any health status; publish_uncertainty adds a 32FC1 map."""
+    node, client = ros
+    clear(client, CAM_B, frames[0])
+    res = client.set_parameters(node.name, {'self_detect': True, 'publish_uncertainty': True, 'uncertainty_samples': 2})
+    assert all(r.successful for r in res), [r.reason for r in res]
+    try:
+        dead = [(208, 104, 48, 40)]                                 # patch-aligned black block
+        msg, out, mask = send(client, CAM_B, damage(frames[1], dead))
+        px = mask > 0
+        assert px[104:144, 208:256].all() and px.mean() < 0.02      # (plus any saturated patches)
+        assert bytes(out.data) != bytes(msg.data)
+        unc_topic = '/cam_b/restoration_uncertainty'
+        unc = client.wait_for(lambda: client.output(unc_topic, (msg.header.stamp.sec, msg.header.stamp.nanosec)), 10)
+        assert unc is not None and unc.encoding == '32FC1' and unc.header.frame_id == msg.header.frame_id
+        var = np.frombuffer(bytes(unc.data), np.float32).reshape(unc.height, unc.width)
+        assert (var >= 0).all() and not var[~px].any() and var[px].any()
+    finally:
+        res = client.set_parameters(node.name, {'self_detect': False, 'publish_uncertainty': False})
+        assert all(r.successful for r in res)
+
+
+def test_incompatible_best_effort_camera_is_reported(ros):
+    """A reliable input subscription cannot match a best_effort driver: the node says what to change."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import Image
+    node, client = ros
+    pub = client.node.create_publisher(Image, CAM_B, QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT))
+    try:
+        assert client.wait_for(lambda: 'input_qos_reliability: best_effort' in node.log(), 20, 0.2), node.log()
+    finally:
+        client.node.destroy_publisher(pub)
+
+
+@pytest.mark.parametrize('override,fragment', [({'backend': 'cuda_magic'}, 'backend'),
+                                               ({'max_reference_age_s': -3.0}, 'max_reference_age_s'),
+                                               ({'model_path': '/nonexistent/model.safetensors'}, 'model')])
+def test_bad_startup_parameters_end_the_process_clearly(tiny_model, override, fragment):
+    node = NodeProcess('restore_bad', {'model_path': str(tiny_model), 'backend': 'torch', **override})
+    try:
+        rc = node.proc.wait(90)
+    finally:
+        node.stop()
+    assert rc == 1 and 'cannot start' in node.log() and fragment in node.log(), node.log()

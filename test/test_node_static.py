@@ -1,0 +1,82 @@
+"""Launch file, params file and parameter table agree (no DDS, no launch import)."""
+import ast
+from pathlib import Path
+
+import pytest
+import yaml
+
+from smcvae_ros.ros import params as P
+
+REPO = Path(__file__).resolve().parent.parent
+LAUNCH = REPO / 'launch' / 'restore.launch.py'
+CONFIG = REPO / 'config' / 'restore.yaml'
+
+
+def _calls(tree, name):
+    return [n for n in ast.walk(tree)
+            if isinstance(n, ast.Call) and getattr(n.func, 'id', getattr(n.func, 'attr', None)) == name]
+
+
+def _const(node):
+    return node.value if isinstance(node, ast.Constant) else None
+
+
+def test_launch_starts_restore_node_with_shipped_params_file():
+    tree = ast.parse(LAUNCH.read_text())
+    nodes = _calls(tree, 'Node')
+    assert len(nodes) == 1
+    kw = {k.arg: k.value for k in nodes[0].keywords}
+    assert _const(kw['executable']) == 'restore_node'
+    assigns = {a.targets[0].id: a.value for a in ast.walk(tree)
+               if isinstance(a, ast.Assign) and isinstance(a.targets[0], ast.Name)}
+    package = kw['package']
+    assert _const(package) == 'smcvae_ros' or _const(assigns.get(getattr(package, 'id', ''))) == 'smcvae_ros'
+    assert 'params_file' in ast.unparse(kw['parameters'])
+    # the params_file argument defaults to share/smcvae_ros/config/restore.yaml
+    args = {_const(c.args[0]): {k.arg: k.value for k in c.keywords} for c in _calls(tree, 'DeclareLaunchArgument')}
+    assert {'params_file', 'model_path', 'backend', 'image_topics', 'namespace'} <= set(args)
+    default = ast.unparse(assigns[args['params_file']['default_value'].id])
+    assert "'config'" in default and "'restore.yaml'" in default and 'get_package_share_directory(PACKAGE)' in default
+    assert _const(assigns['PACKAGE']) == 'smcvae_ros'
+    # setup.py installs the console script and the config/launch folders
+    setup = (REPO / 'setup.py').read_text()
+    assert "'restore_node = smcvae_ros.ros.node:main'" in setup
+    assert "glob('config/*.yaml')" in setup and "glob('launch/*.launch.py')" in setup
+
+
+def test_params_file_matches_declared_parameters():
+    doc = yaml.safe_load(CONFIG.read_text())
+    values = doc['/**']['ros__parameters']
+    assert set(values) == {p.name for p in P.PARAMS}
+    for p in P.PARAMS:
+        assert values[p.name] == p.default and type(values[p.name]) is type(p.default), p.name
+    assert P.check(values) is None
+
+
+def test_descriptors_carry_types_ranges_and_read_only():
+    from rcl_interfaces.msg import ParameterType
+    for p in P.PARAMS:
+        d = P.descriptor(p)
+        assert d.name == p.name and d.description and d.read_only == (not p.tunable)
+        if p.range is not None:
+            r = (d.floating_point_range or d.integer_range)[0]
+            assert (r.from_value, r.to_value) == p.range and r.from_value <= p.default <= r.to_value
+    assert P.descriptor(P.BY_NAME['image_topics']).type == ParameterType.PARAMETER_STRING_ARRAY
+    assert P.descriptor(P.BY_NAME['max_reference_age_s']).type == ParameterType.PARAMETER_DOUBLE
+
+
+@pytest.mark.parametrize('topic,expected', [('/cam_front/image_raw', '/cam_front/image_restored'),
+                                            ('/vehicle/cam/image_raw', '/vehicle/cam/image_restored'),
+                                            ('image_raw', 'image_restored'), ('/image_raw', '/image_restored')])
+def test_output_topic(topic, expected):
+    assert P.output_topic(topic, 'image_restored') == expected
+
+
+@pytest.mark.parametrize('change,fragment', [({'image_topics': []}, 'non-empty'),
+                                             ({'image_topics': ['/a/image_raw', '/a/image_raw']}, 'duplicates'),
+                                             ({'image_topics': ['/a/image_restored']}, 'output name'),
+                                             ({'backend': 'cuda'}, 'backend'),
+                                             ({'qos_reliability': 'sometimes'}, 'qos_reliability'),
+                                             ({'dark_level': 200, 'bright_level': 100}, 'dark_level')])
+def test_check_rejects(change, fragment):
+    assert fragment in P.check({**P.defaults(), **change})
