@@ -18,7 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from smcvae_ros.demo import SHARED_VAL, failure_blocks, mask_to_rois
+from smcvae_ros.demo import SHARED_VAL, failure_blocks
+from smcvae_ros.restoration.frames import grid_to_rois
 from smcvae_ros.engine.base import default_model_path, read_model_config
 from smcvae_ros.metrics import psnr
 from smcvae_ros.restoration.masks import patch_mask_to_pixels
@@ -119,7 +120,7 @@ def main() -> int:
             send(NODE_IN, reference)
             grid = failure_blocks(rng, gh, gw, args.ratio)
             failed = patch_mask_to_pixels(grid, patch)[:h, :w]
-            client.send_health(NODE_IN, NODE_IN, rois=mask_to_rois(grid, patch, h, w))
+            client.send_health(NODE_IN, NODE_IN, rois=grid_to_rois(grid, patch, h, w))
             damaged = np.where(failed[..., None], 0, truth).astype(np.uint8)
             out, _, lat = send(NODE_IN, damaged)
             rest_ms.append(1e3 * lat)

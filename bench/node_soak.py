@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from smcvae_ros.demo import failure_blocks, mask_to_rois
+from smcvae_ros.demo import failure_blocks
+from smcvae_ros.restoration.frames import grid_to_rois
 from smcvae_ros.engine.base import default_model_path, read_model_config
 from smcvae_ros.restoration.masks import patch_mask_to_pixels
 from smcvae_ros.ros.harness import Client, NodeProcess, image_msg, ros_env, stamp_key
@@ -63,7 +64,7 @@ def main() -> int:
                                            and client.node.count_publishers(o) > 0 for t, o in zip(topics, outs)),
                                120, 0.1), f'node did not come up:\n{node.log()}'
         for t in topics[:args.damaged]:
-            client.send_health(t, t, rois=mask_to_rois(grid, patch, h, w))
+            client.send_health(t, t, rois=grid_to_rois(grid, patch, h, w))
         for t in topics:                    # warm-up + healthy reference (not counted)
             client.send_frame(t, image_msg(frames[0], 'rgb8', 0.5, t))
         start, n = time.monotonic(), 0

@@ -16,6 +16,7 @@ import numpy as np
 from .data.clips import list_clips, read_rgb
 from .engine.base import default_model_path, read_model_config
 from .metrics import psnr
+from .restoration.frames import grid_to_rois
 from .restoration.masks import patch_mask_to_pixels
 
 SHARED_VAL = Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'val'
@@ -60,17 +61,6 @@ def failure_blocks(rng: np.random.Generator, gh: int, gw: int, ratio: float, max
         y, x = rng.integers(0, max(1, gh - bh + 1)), rng.integers(0, max(1, gw - bw + 1))
         grid[y:y + bh, x:x + bw] = True
     return grid
-
-
-def mask_to_rois(grid: np.ndarray, patch: int, height: int, width: int) -> list[tuple[int, int, int, int]]:
-    """Patch-grid mask -> pixel ROIs (one per horizontal run of failed patches), clipped to the image."""
-    rois = []
-    for r, row in enumerate(grid):
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], row.astype(np.int8), [0]])))
-        for c0, c1 in zip(edges[::2], edges[1::2]):
-            x, y = c0 * patch, r * patch
-            rois.append((int(x), int(y), int(min(c1 * patch, width) - x), int(min(patch, height - y))))
-    return rois
 
 
 def side_by_side(panels: dict[str, np.ndarray], failed: np.ndarray) -> np.ndarray:
@@ -127,7 +117,7 @@ def run(args) -> int:
                     client.send_health(TOPIC, TOPIC)
             else:
                 grid = failure_blocks(rng, gh, gw, args.failure_ratio)
-                client.send_health(TOPIC, TOPIC, rois=mask_to_rois(grid, patch, h, w))
+                client.send_health(TOPIC, TOPIC, rois=grid_to_rois(grid, patch, h, w))
             failing = not healthy
             failed = patch_mask_to_pixels(grid, patch)[:h, :w]
             damaged = np.where(failed[..., None], 0, truth).astype(np.uint8)

@@ -10,7 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from smcvae_ros.bag.inject import FailureSchedule, grid_to_rois
+from smcvae_ros.bag.inject import FailureSchedule
+from smcvae_ros.restoration.frames import grid_to_rois
 from smcvae_ros.bag.io import (DIAG_TYPE, IMAGE_TYPE, BagWriter, Header, deserialize, failure_diagnostics, image_msg,
                                open_bag, stamp_ns, to_time)
 from smcvae_ros.cli import main as smcvae

@@ -8,8 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from smcvae_ros.demo import failure_blocks, mask_to_rois
+from smcvae_ros.demo import failure_blocks
 from smcvae_ros.restoration import rois_to_mask
+from smcvae_ros.restoration.frames import grid_to_rois
 from smcvae_ros.restoration.masks import make_mask, patch_mask_to_pixels
 from smcvae_ros.sample import generate_sequence
 
@@ -22,10 +23,10 @@ def test_generated_sequence_is_deterministic_and_moves():
     assert not np.array_equal(a[0], generate_sequence(1, 320, 180, seed=2)[0])
 
 
-def test_mask_to_rois_round_trip(rng):
+def test_grid_to_rois_round_trip(rng):
     h, w, p = 45, 70, 8                                                    # grid overhangs the image
     grid = make_mask(rng, -(-h // p), -(-w // p), 0.3, 'mixed')
-    rois = mask_to_rois(grid, p, h, w)
+    rois = grid_to_rois(grid, p, h, w)
     assert all(x >= 0 and y >= 0 and x + rw <= w and y + rh <= h for x, y, rw, rh in rois)
     assert np.array_equal(rois_to_mask(rois, h, w), patch_mask_to_pixels(grid, p)[:h, :w])
 

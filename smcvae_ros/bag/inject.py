@@ -12,31 +12,10 @@ import zlib
 
 import numpy as np
 
+from ..restoration.frames import grid_to_rois
 from ..restoration.masks import make_mask
 
 EVAL_PATTERNS = ('random', 'blocks', 'rows')
-
-
-def grid_to_rois(grid: np.ndarray, patch: int, height: int, width: int) -> list[tuple[int, int, int, int]]:
-    """(gh,gw) bool patch grid -> pixel rectangles (x,y,w,h) covering exactly the True patches.
-
-    Row runs are merged downwards while the run below has the same columns; rectangles are clipped
-    to the image (the last patch row/column may be partial)."""
-    rects, open_runs = [], {}  # (c0, c1) -> first row
-    for r in range(grid.shape[0] + 1):
-        row = grid[r] if r < grid.shape[0] else np.zeros(grid.shape[1], bool)
-        edges = np.flatnonzero(np.diff(np.concatenate([[0], row.astype(np.int8), [0]])))
-        runs = set(zip(edges[::2].tolist(), edges[1::2].tolist()))
-        for run in [k for k in open_runs if k not in runs]:
-            r0 = open_runs.pop(run)
-            rects.append((run[0], r0, run[1], r))
-        for run in runs:
-            open_runs.setdefault(run, r)
-    out = []
-    for c0, r0, c1, r1 in sorted(rects, key=lambda q: (q[1], q[0])):
-        x, y = c0 * patch, r0 * patch
-        out.append((x, y, min(c1 * patch, width) - x, min(r1 * patch, height) - y))
-    return out
 
 
 class FailureSchedule:
