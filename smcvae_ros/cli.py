@@ -5,7 +5,7 @@ import argparse
 import importlib
 import sys
 
-# (module, description) in the order `smcvae --help` lists them; each module has add_parser(sub).
+# Modules in the order `smcvae --help` lists them; each defines add_parser(sub).
 SUBCOMMANDS = [
     'smcvae_ros.demo',
     'smcvae_ros.train',
@@ -22,13 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
     sub.required = True
     for name in SUBCOMMANDS:
-        try:
-            mod = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            continue  # subcommand module not present in this build
-        mod.add_parser(sub)
+        importlib.import_module(name).add_parser(sub)
     return parser
 
 

@@ -98,7 +98,7 @@ FACTORIES = {'torch': _torch_backend, 'onnxruntime': _ort_backend, 'tensorrt': _
 def auto_order(device: str = 'auto') -> list[str]:
     """TensorRT if tensorrt + CUDA, else torch CUDA, else the fastest measured CPU backend.
 
-    On CPU onnxruntime is first: 4-10x faster than torch for the shipped-size model (bench/engines.py).
+    On CPU onnxruntime is first: 1.6x the throughput of torch for the shipped model (bench/engines.py).
     """
     import importlib.util
     try:
