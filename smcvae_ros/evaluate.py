@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from .baselines import BASELINES
 from .data.clips import Clip, list_clips, read_rgb_cached
-from .metrics import psnr, ssim_map
+from .metrics import region_scores
 from .restoration import RestorationSettings, Restorer
 from .restoration.frames import grid_to_pixels
 from .restoration.masks import PATTERNS, make_mask
@@ -58,7 +58,8 @@ def choose_targets(clips: list[Clip], n: int, max_gap: int, seed: int) -> list[t
     return picks
 
 
-def failure_mask(height: int, width: int, patch: int, ratio: float, pattern: str, seed: int, index: int) -> np.ndarray:
+def pair_failure_mask(height: int, width: int, patch: int, ratio: float, pattern: str, seed: int,
+                      index: int) -> np.ndarray:
     """(H,W) bool mask of whole failed patches on the frame's patch grid (edge patches cropped)."""
     rng = np.random.default_rng([seed, index, int(round(ratio * 1000)), PATTERNS.index(pattern)])
     grid = make_mask(rng, -(-height // patch), -(-width // patch), ratio, pattern)
@@ -71,7 +72,7 @@ def build_pairs(targets: list[tuple[Clip, int]], ratio: float, gap: int, pattern
     for i, (clip, t) in enumerate(targets):
         r = max(0, t - gap)
         target = read_rgb_cached(str(clip.frames[t]))
-        failed = failure_mask(*target.shape[:2], patch, ratio, pattern, seed, i)
+        failed = pair_failure_mask(*target.shape[:2], patch, ratio, pattern, seed, i)
         pairs.append(EvalPair(i, clip.name, t, r, gap, ratio, read_rgb_cached(str(clip.frames[r])), target, failed))
     return pairs
 
@@ -106,9 +107,7 @@ def load_smcvae(model: str | Path | None, backend: str = 'auto', device: str = '
 
 
 def score(out: np.ndarray, target: np.ndarray, failed: np.ndarray) -> dict[str, float]:
-    s = ssim_map(out, target)
-    return {'psnr_masked': psnr(out, target, failed), 'ssim_masked': float(s[failed].mean()),
-            'psnr_frame': psnr(out, target), 'ssim_frame': float(s.mean())}
+    return dict(zip(('psnr_masked', 'ssim_masked', 'psnr_frame', 'ssim_frame'), region_scores(out, target, failed)))
 
 
 def run_pairs(methods: dict, pairs: list[EvalPair], keep: int = 0, bar: tqdm | None = None):

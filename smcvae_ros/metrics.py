@@ -34,6 +34,12 @@ def ssim(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None) -> float:
     return float(s[mask].mean() if mask is not None else s.mean())
 
 
+def region_scores(out: np.ndarray, target: np.ndarray, failed: np.ndarray) -> tuple[float, float, float, float]:
+    """(PSNR, SSIM) on the failed pixels, then (PSNR, SSIM) on the whole frame; one SSIM map for both."""
+    s = ssim_map(out, target)
+    return psnr(out, target, failed), float(s[failed].mean()), psnr(out, target), float(s.mean())
+
+
 def masked_psnr_batch(pred: torch.Tensor, target: torch.Tensor, patch_mask: torch.Tensor, patch: int) -> float:
     """Failed-region PSNR of a batch of tiles, images in [0,1] quantized to 8 bit. The squared error
     is pooled over every failed pixel of the batch (as over a frame's holes), so easy tiles with tiny

@@ -3,20 +3,16 @@ from __future__ import annotations
 
 import os
 import random
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-os.environ.pop('ROS_LOCALHOST_ONLY', None)
-if 'SMCVAE_TEST_DOMAIN_ID' not in os.environ:
+from smcvae_ros.ros.harness import ros_env  # imports no rclpy: the env is set before rclpy loads
+
+if 'SMCVAE_TEST_DOMAIN_ID' not in os.environ:  # one domain per test session, inherited by subprocesses
     os.environ['SMCVAE_TEST_DOMAIN_ID'] = str(random.SystemRandom().randint(1, 101))
-os.environ['ROS_DOMAIN_ID'] = os.environ['SMCVAE_TEST_DOMAIN_ID']
-_prefix = os.environ.get('VIRTUAL_ENV') or sys.prefix  # message packages' share dirs live in the venv
-if _prefix not in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
-    os.environ['AMENT_PREFIX_PATH'] = os.pathsep.join(filter(None, [_prefix, os.environ.get('AMENT_PREFIX_PATH')]))
+ros_env(int(os.environ['SMCVAE_TEST_DOMAIN_ID']))
 
 REPO = Path(__file__).resolve().parent.parent
 SHARED_DATA = REPO.parent / 'shared' / 'data'

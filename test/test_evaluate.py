@@ -9,7 +9,7 @@ import pytest
 from smcvae_ros import cli
 from smcvae_ros.baselines import BASELINES, copy_reference, flow_warp
 from smcvae_ros.data.clips import list_clips
-from smcvae_ros.evaluate import build_pairs, choose_targets, failure_mask, load_smcvae
+from smcvae_ros.evaluate import build_pairs, choose_targets, load_smcvae, pair_failure_mask
 from smcvae_ros.metrics import psnr
 from smcvae_ros.restoration.frames import grid_to_pixels, patch_grid
 from smcvae_ros.restoration.masks import make_mask, patch_mask_to_pixels
@@ -65,12 +65,12 @@ def test_flow_baseline_beats_copy_on_shifted_frame(rng):
 
 
 def test_masks_are_whole_patches_reproducible_and_gap_independent(clip_dir):
-    m = failure_mask(40, 68, 8, 0.5, 'random', seed=1, index=2)
+    m = pair_failure_mask(40, 68, 8, 0.5, 'random', seed=1, index=2)
     grid = patch_grid(m, 8)
     assert grid.shape == (5, 9) and abs(grid.mean() - 0.5) < 0.03
     np.testing.assert_array_equal(grid_to_pixels(grid, 8, 40, 68), m)   # whole patches, edge ones cropped
-    np.testing.assert_array_equal(m, failure_mask(40, 68, 8, 0.5, 'random', seed=1, index=2))
-    assert not np.array_equal(m, failure_mask(40, 68, 8, 0.5, 'random', seed=2, index=2))
+    np.testing.assert_array_equal(m, pair_failure_mask(40, 68, 8, 0.5, 'random', seed=1, index=2))
+    assert not np.array_equal(m, pair_failure_mask(40, 68, 8, 0.5, 'random', seed=2, index=2))
     clips = list_clips(clip_dir)
     targets = choose_targets(clips, 4, 3, seed=0)
     assert targets == choose_targets(clips, 4, 3, seed=0)

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..baselines import copy_reference
-from ..metrics import psnr, ssim_map
+from ..metrics import region_scores
 from ..restoration import FrameResult, RestorationSettings, Restorer
 from ..restoration.frames import failure_mask
 from ..restoration.restorer import INVALID
@@ -61,14 +61,9 @@ def camera_topics(reader, path, requested) -> list[str]:
 
 def frame_metrics(original: np.ndarray, restored: dict[str, np.ndarray], failed: np.ndarray) -> dict:
     """PSNR/SSIM of each method against the original, on the failed pixels and on the whole frame."""
-    row = {}
-    for name, img in restored.items():
-        smap = ssim_map(img, original)
-        row[f'psnr_failed_{name}'] = psnr(img, original, failed)
-        row[f'ssim_failed_{name}'] = float(smap[failed].mean())
-        row[f'psnr_frame_{name}'] = psnr(img, original)
-        row[f'ssim_frame_{name}'] = float(smap.mean())
-    return row
+    keys = ('psnr_failed', 'ssim_failed', 'psnr_frame', 'ssim_frame')
+    return {f'{k}_{name}': v for name, img in restored.items()
+            for k, v in zip(keys, region_scores(img, original, failed))}
 
 
 class _Camera:

@@ -1,21 +1,15 @@
 """rclpy helpers shared by bag-play and bag-record (imported only by those commands)."""
 from __future__ import annotations
 
+import contextlib
 import importlib
-import os
-import sys
+import signal
 import time
 
+from ..ros.harness import ensure_ament_prefix
 from .io import BagError
 
 RELIABILITY = ('reliable', 'best_effort')
-
-
-def ensure_ament_prefix() -> None:
-    """rclpy finds message type support through AMENT_PREFIX_PATH; in a venv install it is the venv."""
-    prefix = os.environ.get('VIRTUAL_ENV') or sys.prefix
-    if prefix not in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
-        os.environ['AMENT_PREFIX_PATH'] = os.pathsep.join(filter(None, [prefix, os.environ.get('AMENT_PREFIX_PATH')]))
 
 
 def msg_class(msgtype: str, topic: str):
@@ -35,20 +29,25 @@ def qos_profile(reliability: str, depth: int):
     return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth, reliability=rel)
 
 
-def init_node(name: str):
-    """rclpy context without rclpy's signal handlers (the tools stop cleanly on SIGINT/SIGTERM themselves)."""
+@contextlib.contextmanager
+def live_node(name: str):
+    """(node, stop) for a bag tool: an rclpy context without rclpy's signal handlers; SIGINT/SIGTERM
+    append to `stop` instead, and on exit the node is shut down and the previous handlers restored."""
     ensure_ament_prefix()
     import rclpy
     from rclpy.signals import SignalHandlerOptions
+    stop: list[bool] = []
     rclpy.init(signal_handler_options=SignalHandlerOptions.NO)
-    return rclpy.create_node(name)
-
-
-def shutdown(node) -> None:
-    import rclpy
-    node.destroy_node()
-    if rclpy.ok():
-        rclpy.shutdown()
+    node = rclpy.create_node(name)
+    handlers = {s: signal.signal(s, lambda *_: stop.append(True)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield node, stop
+    finally:
+        node.destroy_node()
+        if rclpy.ok():
+            rclpy.shutdown()
+        for s, h in handlers.items():
+            signal.signal(s, h)
 
 
 def wait_matched(counts: dict[str, callable], timeout_s: float, stop=lambda: False) -> list[str]:

@@ -7,11 +7,10 @@ topic has a matched subscriber; at the end it waits until reliable subscribers a
 from __future__ import annotations
 
 import logging
-import signal
 import time
 
 from .io import BagError, check_topics, messages, open_bag
-from .live import init_node, msg_class, qos_profile, shutdown, wait_matched
+from .live import live_node, msg_class, qos_profile, wait_matched
 
 log = logging.getLogger(__name__)
 
@@ -21,14 +20,11 @@ def play_bag(in_bag, rate: float = 1.0, loop: bool = False, topics=None, reliabi
     """Publish every (selected) message at bag time / rate; returns messages published per topic."""
     if rate <= 0:
         raise BagError(f'--rate must be > 0, got {rate}')
-    stop = []
     with open_bag(in_bag) as reader:
         selected = check_topics(reader, in_bag, topics) if topics else sorted({c.topic for c in reader.connections})
         conns = [c for c in reader.connections if c.topic in selected]
         qos = qos_profile(reliability, depth)
-        handlers = {s: signal.signal(s, lambda *_: stop.append(True)) for s in (signal.SIGINT, signal.SIGTERM)}
-        node = init_node('smcvae_bag_play')
-        try:
+        with live_node('smcvae_bag_play') as (node, stop):
             pubs = {}
             for c in conns:
                 if c.topic not in pubs:
@@ -60,10 +56,6 @@ def play_bag(in_bag, rate: float = 1.0, loop: bool = False, topics=None, reliabi
                 for t, p in pubs.items():
                     if not p.wait_for_all_acked(Duration(seconds=5)):
                         log.warning('%s: not every subscriber acknowledged the last messages', t)
-        finally:
-            shutdown(node)
-            for s, h in handlers.items():
-                signal.signal(s, h)
     return counts
 
 

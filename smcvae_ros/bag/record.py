@@ -8,11 +8,10 @@ always finalizes the bag (written under a temporary name, renamed when complete)
 from __future__ import annotations
 
 import logging
-import signal
 import time
 
 from .io import TYPESTORE, BagError, BagWriter
-from .live import init_node, msg_class, qos_profile, shutdown, wait_matched
+from .live import live_node, msg_class, qos_profile, wait_matched
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +39,7 @@ def record_bag(out_bag, topics, duration: float | None = None, count: int | None
     """Record until stopped; returns messages written per topic."""
     if not topics:
         raise BagError('bag-record needs --topics')
-    stop = []
-    node = init_node('smcvae_bag_record')
-    handlers = {s: signal.signal(s, lambda *_: stop.append(True)) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with live_node('smcvae_bag_record') as (node, stop):
         import rclpy
         types = discover_types(node, topics, wait, lambda: bool(stop))
         qos = qos_profile(reliability, depth)
@@ -70,10 +66,6 @@ def record_bag(out_bag, topics, duration: float | None = None, count: int | None
                 if end is not None and time.monotonic() >= end:
                     break
             counts = dict(w.counts)
-    finally:
-        shutdown(node)
-        for s, h in handlers.items():
-            signal.signal(s, h)
     return counts
 
 

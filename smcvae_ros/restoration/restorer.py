@@ -63,6 +63,7 @@ class _Job:
     reference: np.ndarray
     result: FrameResult
     tiles: list = field(default_factory=list)
+    failed_px: np.ndarray | None = None  # (H,W) bool pixels of the failed patches
 
 
 class Restorer:
@@ -142,7 +143,7 @@ class Restorer:
             gh, gw = job.grid.shape
             th, tw = -(-h // s), -(-w // s)
             pad = ((m, th * s - h + m), (m, tw * s - w + m))
-            px_failed = grid_to_pixels(job.grid, p, h, w)
+            job.failed_px = px_failed = grid_to_pixels(job.grid, p, h, w)
             dmg = np.pad(np.where(px_failed[..., None], 0, job.rgb).astype(np.uint8), pad + ((0, 0),), mode='reflect')
             ref = np.pad(job.reference, pad + ((0, 0),), mode='reflect')
             fail = np.zeros(dmg.shape[:2], bool)
@@ -177,7 +178,7 @@ class Restorer:
                 if unc is not None:
                     unc[y0:y0 + s, x0:x0 + s] = var[i, 0]
                 i += 1
-            px = grid_to_pixels(job.grid, p, h, w)
+            px = job.failed_px
             self._merge(job, canvas[:h, :w], px)
             if unc is not None:
                 job.result.uncertainty = np.where(px, unc[:h, :w], 0.0).astype(np.float32)
