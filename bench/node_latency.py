@@ -18,10 +18,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from smcvae_ros.demo import SHARED_VAL, failure_blocks
+from smcvae_ros.cli.demo import SHARED_VAL, failure_blocks
 from smcvae_ros.restoration.frames import grid_to_rois
 from smcvae_ros.engine.base import default_model_path, read_model_config
-from smcvae_ros.metrics import psnr
+from smcvae_ros.evaluation.metrics import psnr
 from smcvae_ros.restoration.masks import patch_mask_to_pixels
 from smcvae_ros.ros.harness import Client, NodeProcess, image_msg, ros_env
 from smcvae_ros.ros.messages import image_msg_to_array
@@ -54,7 +54,7 @@ def load_frames(n: int, w: int, h: int) -> tuple[str, list[np.ndarray]]:
         paths = sorted(clip.glob('*.jpg'))[:n]
         return f'{clip.name} resized to {w}x{h}', [cv2.resize(read_rgb(p), (w, h), interpolation=cv2.INTER_CUBIC)
                                                    for p in paths]
-    from smcvae_ros.sample import generate_sequence
+    from smcvae_ros.data.synthetic import generate_sequence
     return f'generated road sequence {w}x{h}', generate_sequence(n, w, h)
 
 

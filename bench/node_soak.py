@@ -16,12 +16,12 @@ from pathlib import Path
 
 import numpy as np
 
-from smcvae_ros.demo import failure_blocks
+from smcvae_ros.cli.demo import failure_blocks
 from smcvae_ros.restoration.frames import grid_to_rois
 from smcvae_ros.engine.base import default_model_path, read_model_config
 from smcvae_ros.restoration.masks import patch_mask_to_pixels
 from smcvae_ros.ros.harness import Client, NodeProcess, image_msg, ros_env, stamp_key
-from smcvae_ros.sample import generate_sequence
+from smcvae_ros.data.synthetic import generate_sequence
 
 
 def rss_mb(pid: int) -> float:

@@ -23,13 +23,13 @@ TOLERANCE_DB = 0.1
 
 def real_tiles(clips: Path, cfg: dict, n: int, seed: int = 0):
     from smcvae_ros.data.clips import list_clips
-    from smcvae_ros.data.pairs import PairSpec, fixed_batch
+    from smcvae_ros.training.pairs import PairSpec, fixed_batch
     spec = PairSpec(img_size=cfg['img_size'], patch_size=cfg['patch_size'], align=cfg.get('align', 'none'))
     return [t.numpy() for t in fixed_batch(list_clips(clips), spec, n, seed, ratio=0.3)]
 
 
 def failed_region_psnr(out: np.ndarray, target: np.ndarray, mask: np.ndarray, patch: int) -> float:
-    from smcvae_ros.metrics import psnr
+    from smcvae_ros.evaluation.metrics import psnr
     b, _, s, _ = out.shape
     g = s // patch
     px = np.repeat(np.repeat(mask.reshape(b, 1, g, g).astype(bool), patch, 2), patch, 3).repeat(3, 1)

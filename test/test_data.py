@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from smcvae_ros.data.clips import list_clips, read_rgb
-from smcvae_ros.data.pairs import PairSpec, fixed_batch, make_sample
+from smcvae_ros.training.pairs import PairSpec, fixed_batch, make_sample
 from smcvae_ros.restoration.align import align_reference
 from smcvae_ros.restoration.masks import PATTERNS, make_mask, patch_mask_to_pixels
 

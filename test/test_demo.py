@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
-from smcvae_ros.demo import failure_blocks
+from smcvae_ros.cli.demo import failure_blocks
 from smcvae_ros.restoration import rois_to_mask
 from smcvae_ros.restoration.frames import grid_to_rois
 from smcvae_ros.restoration.masks import make_mask, patch_mask_to_pixels
-from smcvae_ros.sample import generate_sequence
+from smcvae_ros.data.synthetic import generate_sequence
 
 
 def test_generated_sequence_is_deterministic_and_moves():

@@ -16,7 +16,7 @@ from smcvae_ros.engine.cache import EngineCache, EngineKey
 from smcvae_ros.engine.export import export_onnx, verification_batch
 from smcvae_ros.engine.tensorrt_backend import (EngineRunner, build_engine, engine_key, load_or_build,
                                                 profile_shapes)
-from smcvae_ros.metrics import psnr
+from smcvae_ros.evaluation.metrics import psnr
 from smcvae_ros.model import load_model
 
 from trt_double import FakeTensorRT  # test/ is on sys.path (rootdir conftest)
@@ -236,7 +236,7 @@ def test_torch_cuda_fp16_within_0p1_db_of_fp32(default_size_model, val_frames):
 
 def _val_batch(cfg, val_frames):
     from smcvae_ros.data.clips import list_clips
-    from smcvae_ros.data.pairs import PairSpec, fixed_batch
+    from smcvae_ros.training.pairs import PairSpec, fixed_batch
     spec = PairSpec(img_size=cfg.img_size, patch_size=cfg.patch_size, align=cfg.align)
     return fixed_batch(list_clips(val_frames[0].parent), spec, 32, seed=0, ratio=0.3)
 

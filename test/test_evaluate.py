@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from smcvae_ros import cli
-from smcvae_ros.baselines import BASELINES, copy_reference, flow_warp
+from smcvae_ros.evaluation.baselines import BASELINES, copy_reference, flow_warp
 from smcvae_ros.data.clips import list_clips
-from smcvae_ros.evaluate import build_pairs, choose_targets, load_smcvae, pair_failure_mask
-from smcvae_ros.metrics import psnr
+from smcvae_ros.evaluation.evaluate import build_pairs, choose_targets, load_smcvae, pair_failure_mask
+from smcvae_ros.evaluation.metrics import psnr
 from smcvae_ros.restoration.frames import grid_to_pixels, patch_grid
 from smcvae_ros.restoration.masks import make_mask, patch_mask_to_pixels
 

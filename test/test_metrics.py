@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from smcvae_ros.metrics import masked_psnr_batch, psnr, ssim
+from smcvae_ros.evaluation.metrics import masked_psnr_batch, psnr, ssim
 
 
 def test_psnr_known_values():

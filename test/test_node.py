@@ -4,8 +4,8 @@ import pytest
 from ros_helpers import NodeProcess, assert_same_header, damage, next_stamp, pixels, running_node, send, settled_status
 
 from smcvae_ros.data.clips import read_rgb
-from smcvae_ros.demo import failure_blocks
-from smcvae_ros.metrics import psnr
+from smcvae_ros.cli.demo import failure_blocks
+from smcvae_ros.evaluation.metrics import psnr
 from smcvae_ros.restoration.frames import grid_to_rois
 from smcvae_ros.ros.harness import health_array, image_msg
 

@@ -7,7 +7,7 @@ import pytest
 
 from smcvae_ros.cli import main
 from smcvae_ros.model import load_model
-from smcvae_ros.train import load_config
+from smcvae_ros.training.train import load_config
 
 
 @pytest.fixture

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from ..baselines import copy_reference
-from ..metrics import region_scores
+from ..evaluation.baselines import copy_reference
+from ..evaluation.metrics import region_scores
 from ..restoration import FrameResult, RestorationSettings, Restorer
 from ..restoration.frames import failure_mask
 from ..restoration.restorer import INVALID

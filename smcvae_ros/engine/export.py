@@ -156,7 +156,7 @@ def verification_batch(cfg, clips: str | Path | None = None, n: int = 8, seed: i
     root = Path(clips) if clips else PACKAGE_MODELS.parent.parent / 'shared' / 'data' / 'val'
     if root.is_dir():
         from ..data.clips import list_clips
-        from ..data.pairs import PairSpec, fixed_batch
+        from ..training.pairs import PairSpec, fixed_batch
         spec = PairSpec(img_size=cfg.img_size, patch_size=cfg.patch_size, align=cfg.align)
         ref, dmg, _, mask = fixed_batch(list_clips(root), spec, n, seed, ratio=0.3)
         return ref, dmg, mask.float(), 'real tiles from ' + str(root)

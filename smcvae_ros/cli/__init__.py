@@ -7,11 +7,11 @@ import sys
 
 # Modules in the order `smcvae --help` lists them; each defines add_parser(sub).
 SUBCOMMANDS = [
-    'smcvae_ros.demo',
-    'smcvae_ros.train',
-    'smcvae_ros.evaluate',
-    'smcvae_ros.restore_cli',
-    'smcvae_ros.ablate',
+    'smcvae_ros.cli.demo',
+    'smcvae_ros.training.train',
+    'smcvae_ros.evaluation.evaluate',
+    'smcvae_ros.cli.restore',
+    'smcvae_ros.training.ablate',
     'smcvae_ros.engine.cli',
     'smcvae_ros.bag.cli',
 ]

@@ -7,10 +7,10 @@ import json
 import time
 from pathlib import Path
 
-from .baselines import BASELINES
-from .data.clips import list_clips
-from .eval_report import LABELS
-from .evaluate import METRICS, aggregate, build_pairs, choose_targets, load_smcvae, run_pairs, write_csv
+from ..evaluation.baselines import BASELINES
+from ..data.clips import list_clips
+from ..evaluation.report import LABELS
+from ..evaluation.evaluate import METRICS, aggregate, build_pairs, choose_targets, load_smcvae, run_pairs, write_csv
 
 # name -> (training-config overrides, what it changes). 'base' is the training config as given.
 VARIANTS = {
@@ -29,7 +29,7 @@ VARIANTS = {
 def train_variant(name: str, base_config: str | None, overrides: list[str], out: Path,
                   budget_min: float, steps: int | None) -> dict:
     """Train one variant into out/<name>/ (skipped when its train.json marks it finished)."""
-    from .model.io import load_model
+    from ..model.io import load_model
     from .train import load_config, train
     run_dir = out / name
     done = run_dir / 'ablation_train.json'

@@ -13,11 +13,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .data.clips import list_clips, read_rgb
-from .engine.base import default_model_path, read_model_config
-from .metrics import psnr
-from .restoration.frames import grid_to_rois
-from .restoration.masks import patch_mask_to_pixels
+from ..data.clips import list_clips, read_rgb
+from ..engine.base import default_model_path, read_model_config
+from ..evaluation.metrics import psnr
+from ..restoration.frames import grid_to_rois
+from ..restoration.masks import patch_mask_to_pixels
 
 SHARED_VAL = Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'val'
 TOPIC = '/demo_cam/image_raw'
@@ -48,7 +48,7 @@ def load_sequence(args) -> tuple[str, list[np.ndarray]]:
     if args.frames is not None:
         clip = list_clips(args.frames)[0]
         return str(args.frames), [read_rgb(p) for p in clip.frames[:args.num_frames]]
-    from .sample import generate_sequence
+    from ..data.synthetic import generate_sequence
     w, h = (int(v) for v in args.size.lower().split('x'))
     return f'generated road sequence {w}x{h} (seed {args.seed})', generate_sequence(args.num_frames, w, h, args.seed)
 
@@ -78,8 +78,8 @@ def side_by_side(panels: dict[str, np.ndarray], failed: np.ndarray) -> np.ndarra
 
 
 def run(args) -> int:
-    from .ros.harness import Client, NodeProcess, image_msg, ros_env
-    from .ros.messages import image_msg_to_array
+    from ..ros.harness import Client, NodeProcess, image_msg, ros_env
+    from ..ros.messages import image_msg_to_array
     model = Path(args.model) if args.model else default_model_path()
     if not model.is_file():
         print(f'model not found: {model} (the shipped model; pass --model PATH)')

@@ -16,10 +16,10 @@ import yaml
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from .data.clips import list_clips
-from .data.pairs import PairDataset, PairSpec, fixed_batch
-from .metrics import masked_psnr_batch
-from .model import SMCVAE, SMCVAEConfig, save_model, smcvae_loss
+from ..data.clips import list_clips
+from .pairs import PairDataset, PairSpec, fixed_batch
+from ..evaluation.metrics import masked_psnr_batch
+from ..model import SMCVAE, SMCVAEConfig, save_model, smcvae_loss
 
 DEFAULTS = {
     'train_dir': '../shared/data/train', 'val_dir': '../shared/data/val', 'out_dir': 'runs/smcvae',

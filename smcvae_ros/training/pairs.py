@@ -11,7 +11,7 @@ import torch
 
 from ..restoration.align import align_reference
 from ..restoration.masks import make_mask, patch_mask_to_pixels
-from .clips import Clip, read_rgb_cached
+from ..data.clips import Clip, read_rgb_cached
 
 
 @dataclass

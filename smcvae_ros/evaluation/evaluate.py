@@ -4,7 +4,7 @@ Each pair is a target frame t of a clip and its reference t-g (the last healthy 
 The failure mask is drawn on the 8-px patch grid of the whole frame at ratio r; it depends only on
 (seed, pair, r), so every gap and every method sees the same holes. SMCVAE runs through
 `Restorer` (tiling, per-tile flow alignment, merge) with the chosen backend, exactly as the node
-does; the baselines (smcvae_ros.baselines) get the same frames and masks. PSNR and SSIM are
+does; the baselines (smcvae_ros.evaluation.baselines) get the same frames and masks. PSNR and SSIM are
 measured on the failed pixels and on the whole frame.
 """
 from __future__ import annotations
@@ -20,11 +20,11 @@ import numpy as np
 from tqdm import tqdm
 
 from .baselines import BASELINES
-from .data.clips import Clip, list_clips, read_rgb_cached
+from ..data.clips import Clip, list_clips, read_rgb_cached
 from .metrics import region_scores
-from .restoration import RestorationSettings, Restorer
-from .restoration.frames import grid_to_pixels
-from .restoration.masks import PATTERNS, make_mask
+from ..restoration import RestorationSettings, Restorer
+from ..restoration.frames import grid_to_pixels
+from ..restoration.masks import PATTERNS, make_mask
 
 METHODS = ('copy', 'telea', 'flow', 'smcvae')
 METRICS = ('psnr_masked', 'ssim_masked', 'psnr_frame', 'ssim_frame')
@@ -96,7 +96,7 @@ class SMCVAEMethod:
 def load_smcvae(model: str | Path | None, backend: str = 'auto', device: str = 'auto',
                 threads: int = 0) -> SMCVAEMethod:
     """threads > 0 limits torch and onnxruntime CPU threads (0: their defaults)."""
-    from .engine.base import create_backend
+    from ..engine.base import create_backend
     if threads:
         import torch
         torch.set_num_threads(threads)
@@ -164,7 +164,7 @@ def evaluate(clips_dir: str | Path, out_dir: str | Path, smcvae: SMCVAEMethod, r
              gaps=(1, 3, 5, 10), ratio: float = 0.5, gap: int = 3, n_pairs: int = 24, pattern: str = 'random',
              seed: int = 0, examples: int = 4, model_name: str = '') -> str:
     """Both sweeps, CSVs, plots, the example grid and summary.md in out_dir; returns the summary."""
-    from .eval_report import example_grid, plot_sweep, summary_markdown
+    from .report import example_grid, plot_sweep, summary_markdown
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     clips = list_clips(clips_dir)
@@ -206,7 +206,7 @@ def _ints(s: str) -> tuple[int, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .engine.base import default_model_path
+    from ..engine.base import default_model_path
     model = Path(args.model) if args.model else default_model_path()
     if not model.is_file():
         raise SystemExit(f'error: model not found: {model}')

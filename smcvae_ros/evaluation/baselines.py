@@ -9,7 +9,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .restoration.align import align_reference
+from ..restoration.align import align_reference
 
 
 def merge_fill(damaged: np.ndarray, fill: np.ndarray, failed: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ import cv2
 import numpy as np
 import torch
 
-from .model.patches import patch_to_pixel_mask
+from ..model.patches import patch_to_pixel_mask
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, peak: float = 255.0) -> float:

@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .data.clips import IMAGE_EXTS
+from ..data.clips import IMAGE_EXTS
 
 
 class RestoreError(ValueError):
@@ -92,8 +92,8 @@ def restore_files(jobs, restorer) -> list[tuple[Path, str, int]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .engine.base import create_backend, default_model_path
-    from .restoration import RestorationSettings, Restorer
+    from ..engine.base import create_backend, default_model_path
+    from ..restoration import RestorationSettings, Restorer
     try:
         jobs = plan(Path(args.ref), Path(args.frame), Path(args.mask), Path(args.out))
         model = Path(args.model) if args.model else default_model_path()

@@ -1,0 +1,1 @@
+"""Evaluation: classical baselines, metrics, the `smcvae eval` sweeps and their report."""

@@ -1,0 +1,1 @@
+"""Training: (reference, damaged) pair sampling, the `smcvae train` loop, ablations."""
