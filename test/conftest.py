@@ -26,7 +26,7 @@ def tiny_model(tmp_path_factory) -> Path:
     from smcvae_ros.model import SMCVAE, SMCVAEConfig, save_model
     torch.manual_seed(0)
     cfg = SMCVAEConfig(img_size=32, patch_size=8, enc_dim=32, enc_depth=1, enc_heads=2, dec_dim=32,
-                       dec_depth=1, dec_heads=2, latent_dim=16, residual=True, align='flow')
+                       dec_depth=1, dec_heads=2, latent_dim=16, align='flow')
     model = SMCVAE(cfg)
     with torch.no_grad():  # non-zero head so the model really changes pixels
         model.head.weight.normal_(std=0.01)

@@ -16,6 +16,13 @@ class Clip:
     name: str
     frames: tuple[Path, ...]
 
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def read(self, i: int) -> np.ndarray:
+        """Frame i as (H,W,3) uint8 RGB."""
+        return read_rgb_cached(str(self.frames[i]))
+
 
 def list_clips(root: str | Path) -> list[Clip]:
     """A clip folder itself, or a folder of clip folders."""

@@ -6,7 +6,7 @@ import logging
 import numpy as np
 
 from .base import Backend, BackendError
-from .export import OUTPUT, ensure_onnx
+from .export import OUTPUT, VARIANCE, ensure_onnx
 
 log = logging.getLogger(__name__)
 
@@ -49,15 +49,19 @@ class OnnxRuntimeBackend(Backend):
         return self.session.run([OUTPUT], self._feeds(ref, damaged, patch_mask))[0]
 
     def restore_with_uncertainty(self, ref, damaged, patch_mask, samples: int, seed: int | None = None):
-        """K latent samples through the sampling graph -> mean image and variance map (B,1,S,S)."""
+        """One run of the sampling graph (encoder once, decoder for Z = M and K samples) ->
+        (restored with Z = M, variance map (B,1,S,S))."""
         if self._sampling is None:
             self._sampling = self._session(ensure_onnx(self.model_path, self._cache_dir, sampling=True))
         latent = int(dict(self._sampling.get_modelmeta().custom_metadata_map)['smcvae_latent_dim'])
         rng = np.random.default_rng(seed)
-        feeds = self._feeds(ref, damaged, patch_mask)
-        outs = []
-        for _ in range(samples):
-            feeds['noise'] = rng.standard_normal((ref.shape[0], patch_mask.shape[1], latent), dtype=np.float32)
-            outs.append(self._sampling.run([OUTPUT], feeds)[0])
-        outs = np.stack(outs)
-        return outs.mean(0), outs.var(0).mean(1, keepdims=True)
+        outs, vars_ = [], []
+        for i in range(0, ref.shape[0], self.max_batch):
+            sl = slice(i, i + self.max_batch)
+            feeds = self._feeds(ref[sl], damaged[sl], patch_mask[sl])
+            feeds['noise'] = rng.standard_normal((feeds['ref'].shape[0], samples, patch_mask.shape[1], latent),
+                                                 dtype=np.float32)
+            out, var = self._sampling.run([OUTPUT, VARIANCE], feeds)
+            outs.append(out)
+            vars_.append(var)
+        return np.concatenate(outs), np.concatenate(vars_)

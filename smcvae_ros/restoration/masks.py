@@ -65,3 +65,59 @@ def make_mask(rng: np.random.Generator, gh: int, gw: int, ratio: float, pattern:
 
 def patch_mask_to_pixels(mask: np.ndarray, patch: int) -> np.ndarray:
     return np.kron(mask.astype(np.uint8), np.ones((patch, patch), np.uint8)).astype(bool)
+
+
+# --- pixel masks off any grid (training and evaluation of whole frames) --------------------------
+PIXEL_PATTERNS = ('random', 'blocks', 'rows')
+CELL_SIZES = (8, 16, 24, 32)
+
+
+def random_cells_mask(rng: np.random.Generator, h: int, w: int, ratio: float, cell: int | None = None) -> np.ndarray:
+    """A fraction `ratio` of square cells (side `cell`, random from CELL_SIZES when None) on a grid
+    shifted by a random offset, so cell edges fall on no fixed patch grid."""
+    c = int(cell or rng.choice(CELL_SIZES))
+    dy, dx = (int(v) for v in rng.integers(0, c, 2))
+    grid = random_mask(rng, -(-(h + dy) // c), -(-(w + dx) // c), ratio)
+    return np.kron(grid, np.ones((c, c), bool))[dy:dy + h, dx:dx + w]
+
+
+def rect_blocks_mask(rng: np.random.Generator, h: int, w: int, ratio: float, size: tuple[int, int] = (24, 120)) -> np.ndarray:
+    """Rectangles with sides in `size` pixels at any position (dead sensor areas, lost packets)
+    until ~ratio of the frame is covered."""
+    m = np.zeros((h, w), bool)
+    target = ratio * h * w
+    for _ in range(100000):
+        if m.sum() >= target:
+            break
+        bh, bw = (int(min(v, lim)) for v, lim in zip(rng.integers(size[0], size[1] + 1, 2), (h, w)))
+        y, x = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
+        m[y:y + bh, x:x + bw] = True
+    return m
+
+
+def stripes_mask(rng: np.random.Generator, h: int, w: int, ratio: float) -> np.ndarray:
+    """Horizontal stripes of 4-40 px (transmission errors) until ~ratio of the rows are covered."""
+    rows = np.zeros(h, bool)
+    while rows.sum() < max(1, ratio * h):
+        sh = int(rng.integers(4, 41))
+        y = int(rng.integers(0, max(1, h - sh + 1)))
+        rows[y:y + sh] = True
+    return np.repeat(rows[:, None], w, axis=1)
+
+
+def pixel_failure_mask(rng: np.random.Generator, h: int, w: int, ratio: float, pattern: str = 'mixed',
+                       cell: int | None = None) -> np.ndarray:
+    """(H,W) bool failure mask at pixel level; pattern in PIXEL_PATTERNS or 'mixed'. Never empty."""
+    if pattern == 'mixed':
+        pattern = PIXEL_PATTERNS[rng.choice(len(PIXEL_PATTERNS), p=[0.5, 0.35, 0.15])]
+    if pattern == 'random':
+        m = random_cells_mask(rng, h, w, ratio, cell)
+    elif pattern == 'blocks':
+        m = rect_blocks_mask(rng, h, w, ratio)
+    elif pattern == 'rows':
+        m = stripes_mask(rng, h, w, ratio)
+    else:
+        raise ValueError(f'unknown pixel mask pattern {pattern!r}; choose from {PIXEL_PATTERNS + ("mixed",)}')
+    if not m.any():
+        m[int(rng.integers(h)), int(rng.integers(w))] = True
+    return m
