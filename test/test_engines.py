@@ -254,3 +254,16 @@ def test_tensorrt_backend_cache_and_warmup_with_double(tiny_model, tmp_path):
     assert make(trt).engine_status == 'cached' and trt.builds == 1
     assert 'tensorrt_version' in make(FakeTensorRT('10.7.0')).engine_status
     assert make(trt, force_engine_rebuild=True).engine_status == 'built: force_engine_rebuild is set'
+
+
+def test_onnxruntime_int8_is_close_to_fp32_and_cached(tiny_model, tmp_path):
+    from smcvae_ros.engine.export import example_inputs
+    fp32, _ = create_backend('onnxruntime', tiny_model, device='cpu', fallback=False, engine_cache_dir=tmp_path)
+    int8, _ = create_backend('onnxruntime', tiny_model, device='cpu', fallback=False, engine_cache_dir=tmp_path,
+                             precision='int8')
+    assert int8.precision == 'int8' and int8.onnx_path.name.endswith('.int8.onnx') and int8.onnx_path.is_file()
+    ref, dmg, mask = (t.numpy() for t in example_inputs(load_model(tiny_model).cfg, batch=4, seed=2))
+    a, b = fp32.restore(ref, dmg, mask), int8.restore(ref, dmg, mask)
+    healthy = np.broadcast_to(dmg[:, 3:4] < 0.5, a.shape)
+    np.testing.assert_array_equal(b[healthy], dmg[:, :3][healthy])   # the merge stays exact
+    assert 0 < np.abs(a - b).max() < 0.1

@@ -2,13 +2,32 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 
 from .base import Backend, BackendError
-from .export import OUTPUT, VARIANCE, ensure_onnx
+from .export import DEFAULT_CACHE, OUTPUT, VARIANCE, ensure_onnx
 
 log = logging.getLogger(__name__)
+
+
+def quantized_onnx(onnx_path, cache_dir=None) -> Path:
+    """Dynamic int8 quantization (weights int8, activations quantized per batch at run time) of
+    the fp32 graph, cached beside it (or in cache_dir) under the fp32 file's sha256."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from ..model.io import file_sha256
+    src = Path(onnx_path)
+    cache = Path(cache_dir or DEFAULT_CACHE) / 'onnx'
+    out = cache / f'{src.stem}-{file_sha256(src)[:16]}.int8.onnx'
+    if not out.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix('.tmp')
+        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
+        tmp.replace(out)
+        log.info('quantized %s -> %s (dynamic int8)', src.name, out)
+    return out
 
 
 class OnnxRuntimeBackend(Backend):
@@ -22,9 +41,12 @@ class OnnxRuntimeBackend(Backend):
             device = 'cuda' if 'CUDAExecutionProvider' in available else 'cpu'
         if device.startswith('cuda') and 'CUDAExecutionProvider' not in available:
             raise BackendError(f'CUDA requested but onnxruntime has no CUDAExecutionProvider ({available})')
-        super().__init__(model_path, device, 'fp32', max_batch)  # the exported graph is fp32
+        int8 = precision == 'int8' and device == 'cpu'
+        super().__init__(model_path, device, 'int8' if int8 else 'fp32', max_batch)  # the exported graph is fp32
         self._ort, self._cache_dir = ort, engine_cache_dir
         self.onnx_path = onnx_path or ensure_onnx(self.model_path, engine_cache_dir)
+        if int8:
+            self.onnx_path = quantized_onnx(self.onnx_path, engine_cache_dir)
         self._opts = ort.SessionOptions()
         self._opts.intra_op_num_threads = int(intra_op_threads)  # 0 = onnxruntime's default
         # no busy-waiting between runs: the node's other threads (alignment, ROS) need the cores

@@ -81,16 +81,24 @@ def random_cells_mask(rng: np.random.Generator, h: int, w: int, ratio: float, ce
     return np.kron(grid, np.ones((c, c), bool))[dy:dy + h, dx:dx + w]
 
 
-def rect_blocks_mask(rng: np.random.Generator, h: int, w: int, ratio: float, size: tuple[int, int] = (24, 120)) -> np.ndarray:
-    """Rectangles with sides in `size` pixels at any position (dead sensor areas, lost packets)
-    until ~ratio of the frame is covered."""
+def random_rois(rng: np.random.Generator, h: int, w: int, ratio: float,
+                size: tuple[int, int] = (24, 120)) -> list[tuple[int, int, int, int]]:
+    """Failed-region rectangles (x, y, w, h) with sides in `size` px at any position (dead sensor
+    areas, lost packets) until ~ratio of the frame is covered."""
     m = np.zeros((h, w), bool)
-    target = ratio * h * w
-    for _ in range(100000):
-        if m.sum() >= target:
-            break
+    rois = []
+    while m.mean() < ratio and len(rois) < 100000:
         bh, bw = (int(min(v, lim)) for v, lim in zip(rng.integers(size[0], size[1] + 1, 2), (h, w)))
         y, x = int(rng.integers(0, h - bh + 1)), int(rng.integers(0, w - bw + 1))
+        m[y:y + bh, x:x + bw] = True
+        rois.append((x, y, bw, bh))
+    return rois
+
+
+def rect_blocks_mask(rng: np.random.Generator, h: int, w: int, ratio: float) -> np.ndarray:
+    """`random_rois` as an (H,W) bool mask."""
+    m = np.zeros((h, w), bool)
+    for x, y, bw, bh in random_rois(rng, h, w, ratio):
         m[y:y + bh, x:x + bw] = True
     return m
 

@@ -8,9 +8,9 @@ are written, every other pixel is returned bit-exact, and the mask marks exactly
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
 from .align import prepare_cues
@@ -42,6 +42,7 @@ class FrameResult:
     reference_age_s: float | None = None
     uncertainty: np.ndarray | None = None  # (H,W) float32 variance, when sampled
     message: str = ''
+    timings: dict = field(default_factory=dict)  # ms per stage of a restored frame: align, tile, infer, merge
 
     @property
     def flagged(self) -> bool:
@@ -143,8 +144,12 @@ class Restorer:
     def _infer(self, jobs: list[_Job]) -> None:
         s, st = self.backend.img_size, self.settings
         for job in jobs:
+            t0 = time.perf_counter()
             cues = prepare_cues(job.reference, job.rgb, job.failed, st.flow_scale)
+            t1 = time.perf_counter()
             job.tiles = plan_tiles(cues, job.failed, s, self.patch, st.tile_overlap)
+            job.result.timings.update(align=1e3 * (t1 - t0), tile=1e3 * (time.perf_counter() - t1))
+        t0 = time.perf_counter()
         ref_b = np.concatenate([j.tiles.ref for j in jobs])
         dmg_b = np.concatenate([j.tiles.damaged for j in jobs])
         mask_b = np.concatenate([j.tiles.patch_mask for j in jobs])
@@ -153,8 +158,10 @@ class Restorer:
             out, var = self.backend.restore_with_uncertainty(ref_b, dmg_b, mask_b, st.uncertainty_samples)
         else:
             out = self.backend.restore(ref_b, dmg_b, mask_b)
+        infer_ms = 1e3 * (time.perf_counter() - t0)
         i = 0
         for job in jobs:
+            t0 = time.perf_counter()
             n = len(job.tiles.origins)
             rgb, unc = blend_tiles(job.tiles, out[i:i + n], None if var is None else var[i:i + n, 0])
             i += n
@@ -163,6 +170,7 @@ class Restorer:
                 full = np.zeros(job.failed.shape, np.float32)
                 full[job.tiles.box] = np.where(job.failed[job.tiles.box], unc, 0.0)
                 job.result.uncertainty = full
+            job.result.timings.update(infer=infer_ms, merge=1e3 * (time.perf_counter() - t0), tiles=n)
 
     @staticmethod
     def _merge(job: _Job, restored_rgb: np.ndarray, box: tuple[slice, slice]) -> None:
