@@ -34,7 +34,7 @@ def test_healthy_passthrough_then_restore_bit_exact(backend):
     assert np.array_equal(px, failed)             # the mask marks exactly the synthesized pixels
     assert np.array_equal(res.image[~px], f1[~px])  # every other pixel bit-exact
     assert res.image.shape == f1.shape and res.image.dtype == np.uint8
-    assert res.failed_patches == int(failed.sum())
+    assert res.failed_pixels == int(failed.sum())
     assert res.reference_age_s == pytest.approx(0.1)
     assert not np.array_equal(res.image[px], f1[px])
 

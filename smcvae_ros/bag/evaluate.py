@@ -164,7 +164,7 @@ def _process(cam: _Camera, restorer: Restorer, msg, t: int, cfg: EvalConfig, wri
     cam.last_t = t
     original = to_rgb(image, msg.encoding)
     row = dict(camera=cam.topic, index=cam.index, stamp=stamp * 1e-9, status=res.status,
-               failed_patches=res.failed_patches, failed_fraction=float((res.mask > 0).mean()),
+               failed_pixels=res.failed_pixels, failed_fraction=float((res.mask > 0).mean()),
                reference_age_s=res.reference_age_s, latency_ms=latency_ms, mask_ratio=cfg.ratio)
     if res.status == 'restored':
         px = res.mask > 0

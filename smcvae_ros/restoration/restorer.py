@@ -38,7 +38,7 @@ class FrameResult:
     image: np.ndarray                 # same shape/dtype/encoding as the input
     mask: np.ndarray                  # (H,W) uint8, 255 where pixels were synthesized
     status: str
-    failed_patches: int = 0
+    failed_pixels: int = 0
     reference_age_s: float | None = None
     uncertainty: np.ndarray | None = None  # (H,W) float32 variance, when sampled
     message: str = ''
@@ -136,7 +136,7 @@ class Restorer:
             return passthrough(NO_REFERENCE, 'no healthy reference frame yet'), None
         if age > self.settings.max_reference_age_s:
             res = passthrough(STALE_REFERENCE, f'reference is {age:.2f}s old (max {self.settings.max_reference_age_s}s)')
-            res.failed_patches, res.reference_age_s = n_failed, age
+            res.failed_pixels, res.reference_age_s = n_failed, age
             return res, None
         res = FrameResult(image, np.zeros((h, w), np.uint8), RESTORED, n_failed, age)
         return res, _Job(camera, image, encoding, rgb, cam.reference, res, failed)

@@ -257,7 +257,7 @@ class RestoreNode(Node):
             s.frames_flagged += status.startswith('passthrough')
             s.last_status, s.last_message = status, message
             s.last_latency_ms = (time.monotonic() - t_in) * 1e3
-            s.last_failed_patches = res.failed_patches if res is not None else 0
+            s.last_failed_pixels = res.failed_pixels if res is not None else 0
             s.last_reference_age_s = res.reference_age_s if res is not None else None
             s.last_batch_size = batch_size
 
