@@ -67,9 +67,9 @@ def frame_metrics(original: np.ndarray, restored: dict[str, np.ndarray], failed:
 
 
 class _Camera:
-    def __init__(self, topic: str, cfg: EvalConfig, patch: int, n_frames: int):
+    def __init__(self, topic: str, cfg: EvalConfig, n_frames: int):
         self.topic = topic
-        self.schedule = FailureSchedule(topic, cfg.seed, cfg.ratio, cfg.pattern, cfg.damage_prob, patch)
+        self.schedule = FailureSchedule(topic, cfg.seed, cfg.ratio, cfg.pattern, cfg.damage_prob)
         self.recorded: tuple = ([], False, None)  # latest recorded (rois, whole_frame, invalid reason)
         self.reference: np.ndarray | None = None        # last healthy RGB frame (the copy baseline's source)
         self.last_t: int | None = None
@@ -94,7 +94,7 @@ def evaluate_bag(in_bag, backend, cfg: EvalConfig, out_bag=None, examples_dir=No
             raise BagError(f'{in_bag}: already has {cfg.diagnostics_topic}; pass --use-recorded-diagnostics '
                            'to use it or --diagnostics-topic to inject on another topic')
         counts = {c.topic: c.msgcount for c in reader.connections}
-        state = {t: _Camera(t, cfg, backend.patch_size, counts[t]) for t in cams}
+        state = {t: _Camera(t, cfg, counts[t]) for t in cams}
         replaced = {o for t in cams for o in output_topics(t)}  # outputs of an earlier run are rewritten
         writer = BagWriter(out_bag, storage, overwrite) if out_bag else None
         with writer or nullcontext():

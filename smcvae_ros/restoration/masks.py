@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .frames import grid_to_rois, rois_to_mask
+
 PATTERNS = ('random', 'blocks', 'rows', 'quadrant')
 
 
@@ -67,24 +69,36 @@ def patch_mask_to_pixels(mask: np.ndarray, patch: int) -> np.ndarray:
     return np.kron(mask.astype(np.uint8), np.ones((patch, patch), np.uint8)).astype(bool)
 
 
-# --- pixel masks off any grid (training and evaluation of whole frames) --------------------------
+# --- failures off any grid, as ROIs (x, y, w, h) in pixels: training, evaluation, bags, benches ---
 PIXEL_PATTERNS = ('random', 'blocks', 'rows')
 CELL_SIZES = (8, 16, 24, 32)
+Roi = tuple[int, int, int, int]
 
 
-def random_cells_mask(rng: np.random.Generator, h: int, w: int, ratio: float, cell: int | None = None) -> np.ndarray:
+def _clip_rois(rois, h: int, w: int) -> list[Roi]:
+    out = []
+    for x, y, rw, rh in rois:
+        x0, y0, x1, y1 = max(0, x), max(0, y), min(w, x + rw), min(h, y + rh)
+        if x1 > x0 and y1 > y0:
+            out.append((x0, y0, x1 - x0, y1 - y0))
+    return out
+
+
+def random_cell_rois(rng: np.random.Generator, h: int, w: int, ratio: float, cell: int | None = None) -> list[Roi]:
     """A fraction `ratio` of square cells (side `cell`, random from CELL_SIZES when None) on a grid
     shifted by a random offset, so cell edges fall on no fixed patch grid."""
     c = int(cell or rng.choice(CELL_SIZES))
     dy, dx = (int(v) for v in rng.integers(0, c, 2))
-    grid = random_mask(rng, -(-(h + dy) // c), -(-(w + dx) // c), ratio)
-    return np.kron(grid, np.ones((c, c), bool))[dy:dy + h, dx:dx + w]
+    gh, gw = -(-(h + dy) // c), -(-(w + dx) // c)
+    grid = random_mask(rng, gh, gw, ratio)
+    rois = grid_to_rois(grid, c, gh * c, gw * c)
+    return _clip_rois([(x - dx, y - dy, rw, rh) for x, y, rw, rh in rois], h, w)
 
 
 def random_rois(rng: np.random.Generator, h: int, w: int, ratio: float,
-                size: tuple[int, int] = (24, 120)) -> list[tuple[int, int, int, int]]:
-    """Failed-region rectangles (x, y, w, h) with sides in `size` px at any position (dead sensor
-    areas, lost packets) until ~ratio of the frame is covered."""
+                size: tuple[int, int] = (24, 120)) -> list[Roi]:
+    """Rectangles with sides in `size` px at any position (dead sensor areas, lost packets) until
+    ~ratio of the frame is covered."""
     m = np.zeros((h, w), bool)
     rois = []
     while m.mean() < ratio and len(rois) < 100000:
@@ -95,37 +109,35 @@ def random_rois(rng: np.random.Generator, h: int, w: int, ratio: float,
     return rois
 
 
-def rect_blocks_mask(rng: np.random.Generator, h: int, w: int, ratio: float) -> np.ndarray:
-    """`random_rois` as an (H,W) bool mask."""
-    m = np.zeros((h, w), bool)
-    for x, y, bw, bh in random_rois(rng, h, w, ratio):
-        m[y:y + bh, x:x + bw] = True
-    return m
-
-
-def stripes_mask(rng: np.random.Generator, h: int, w: int, ratio: float) -> np.ndarray:
-    """Horizontal stripes of 4-40 px (transmission errors) until ~ratio of the rows are covered."""
+def stripe_rois(rng: np.random.Generator, h: int, w: int, ratio: float) -> list[Roi]:
+    """Full-width stripes of 4-40 px (transmission errors) until ~ratio of the rows are covered."""
     rows = np.zeros(h, bool)
-    while rows.sum() < max(1, ratio * h):
-        sh = int(rng.integers(4, 41))
-        y = int(rng.integers(0, max(1, h - sh + 1)))
+    rois = []
+    while rows.mean() < ratio and len(rois) < 10000:
+        sh = int(min(h, rng.integers(4, 41)))
+        y = int(rng.integers(0, h - sh + 1))
         rows[y:y + sh] = True
-    return np.repeat(rows[:, None], w, axis=1)
+        rois.append((0, y, w, sh))
+    return rois
+
+
+def failure_rois(rng: np.random.Generator, h: int, w: int, ratio: float, pattern: str = 'mixed',
+                 cell: int | None = None) -> list[Roi]:
+    """Failed regions of an (H,W) frame; pattern in PIXEL_PATTERNS or 'mixed'. Never empty."""
+    if pattern == 'mixed':
+        pattern = PIXEL_PATTERNS[rng.choice(len(PIXEL_PATTERNS), p=[0.5, 0.35, 0.15])]
+    if pattern == 'random':
+        rois = random_cell_rois(rng, h, w, ratio, cell)
+    elif pattern == 'blocks':
+        rois = random_rois(rng, h, w, ratio)
+    elif pattern == 'rows':
+        rois = stripe_rois(rng, h, w, ratio)
+    else:
+        raise ValueError(f'unknown pixel mask pattern {pattern!r}; choose from {PIXEL_PATTERNS + ("mixed",)}')
+    return rois or [(int(rng.integers(w)), int(rng.integers(h)), 1, 1)]
 
 
 def pixel_failure_mask(rng: np.random.Generator, h: int, w: int, ratio: float, pattern: str = 'mixed',
                        cell: int | None = None) -> np.ndarray:
-    """(H,W) bool failure mask at pixel level; pattern in PIXEL_PATTERNS or 'mixed'. Never empty."""
-    if pattern == 'mixed':
-        pattern = PIXEL_PATTERNS[rng.choice(len(PIXEL_PATTERNS), p=[0.5, 0.35, 0.15])]
-    if pattern == 'random':
-        m = random_cells_mask(rng, h, w, ratio, cell)
-    elif pattern == 'blocks':
-        m = rect_blocks_mask(rng, h, w, ratio)
-    elif pattern == 'rows':
-        m = stripes_mask(rng, h, w, ratio)
-    else:
-        raise ValueError(f'unknown pixel mask pattern {pattern!r}; choose from {PIXEL_PATTERNS + ("mixed",)}')
-    if not m.any():
-        m[int(rng.integers(h)), int(rng.integers(w))] = True
-    return m
+    """`failure_rois` as an (H,W) bool mask."""
+    return rois_to_mask(failure_rois(rng, h, w, ratio, pattern, cell), h, w)
