@@ -130,3 +130,16 @@ def test_installed_node_starts_on_shipped_model_and_exits_0_on_sigint(workspace,
             node.send_signal(signal.SIGINT)
             rc = node.wait(timeout=30)
     assert rc == 0, log.read_text()
+
+
+@pytest.mark.parametrize('plugin', ['with', 'without'])
+def test_suite_runs_with_and_without_pytest_timeout(plugin):
+    """`colcon test` on a machine without pytest-timeout must not stop at an unknown `--timeout`; with it,
+    every test gets the 600 s default."""
+    args = [sys.executable, '-m', 'pytest', '--collect-only', 'test/test_compat.py']
+    if plugin == 'without':
+        args += ['-p', 'no:timeout']
+    env = {k: v for k, v in os.environ.items() if k != 'PYTEST_TIMEOUT'}
+    proc = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert ('timeout: 600' in proc.stdout) is (plugin == 'with'), proc.stdout

@@ -7,6 +7,14 @@
   `ROS_LOCALHOST_ONLY` is deprecated) vs `ROS_LOCALHOST_ONLY=1` (Humble, which ignores the range variable).
 
 `python -m smcvae_ros.ros.compat` prints the shell lines that isolate discovery (used by `.ci/run`).
+
+Reviewed against rclpy (ros2/rclpy) and its history, since no humble-branch tree was retrievable:
+rclpy/rclpy/qos_event.py before Iron (SubscriptionEventCallbacks(*, deadline, incompatible_qos,
+liveliness, message_lost, use_default_callbacks)) and in Iron+ (a shim that re-exports event_handler and
+warns); rclpy/test/test_qos_event.py of the pybind11 era (Humble) importing it from rclpy.qos_event;
+rclpy PR #966 (pre/post-set parameter callbacks, July 2022) and #1058 (qos_event -> event_handler,
+Jan 2023), rcl #1023 / rmw #338 (ROS_AUTOMATIC_DISCOVERY_RANGE) and rcl #1069 (ROS_LOCALHOST_ONLY still
+wins while deprecated): all after Humble branched (May 2022), all in Iron's release notes.
 Importing this module loads no rclpy, so the discovery helpers run before rclpy reads the environment.
 """
 from __future__ import annotations
