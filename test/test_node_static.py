@@ -92,7 +92,8 @@ def test_check_rejects(change, fragment):
     ({'image_topics': '/a/image_raw,/b/image_raw'}, [{'image_topics': ['/a/image_raw', '/b/image_raw']}]),
     ({'image_topics': "['/a/image_raw', ' /b/image_raw']"}, [{'image_topics': ['/a/image_raw', '/b/image_raw']}]),
     ({'image_topics': '/a/image_raw,'}, [{'image_topics': ['/a/image_raw']}]),
-    ({'backend': 'torch', 'model_path': ' /m/x.safetensors '}, [{'backend': 'torch', 'model_path': '/m/x.safetensors'}]),
+    ({'backend': 'torch', 'model_path': ' /m/x.safetensors '},
+     [{'backend': 'torch', 'model_path': '/m/x.safetensors'}]),
 ])
 def test_launch_arguments_to_node_parameters(args, expected):
     """Empty arguments keep the shipped params file's values; given ones become overrides the node accepts."""
