@@ -117,3 +117,14 @@ def test_launch_params_file_empty_is_shipped_one_and_missing_file_is_an_error(tm
     assert node_parameters({'params_file': str(own)}, str(CONFIG)) == [str(own)]
     with pytest.raises(LaunchArgumentError, match='params_file'):
         node_parameters({'params_file': str(tmp_path / 'missing.yaml')}, str(CONFIG))
+
+
+def test_launch_args_import_only_the_standard_library():
+    """`ros2 launch` runs the launch file in the ros2 CLI's Python (apt), which need not see the venv's
+    torch/onnxruntime: importing the argument rules must load nothing outside the standard library."""
+    import subprocess
+    import sys
+    code = ('import sys; before = set(sys.modules); import smcvae_ros.ros.launch_args; '
+            'print(sorted({m.split(".")[0] for m in set(sys.modules) - before} - set(sys.stdlib_module_names)))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['smcvae_ros']"
