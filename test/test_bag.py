@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -17,6 +16,7 @@ from smcvae_ros.bag.io import (DIAG_TYPE, IMAGE_TYPE, BagWriter, Header, deseria
 from smcvae_ros.cli import main as smcvae
 from smcvae_ros.restoration import rois_to_mask
 from smcvae_ros.restoration.frames import grid_to_pixels
+from smcvae_ros.ros.harness import command
 from smcvae_ros.ros.messages import image_msg_to_array, parse_failure_status
 
 
@@ -219,7 +219,7 @@ def test_bad_input(small_bag, tiny_model, tmp_path, capsys):
 
 
 def _cli(*args):
-    return [sys.executable, '-m', 'smcvae_ros.cli', *args]
+    return command('smcvae') + list(args)
 
 
 def test_play_record_roundtrip(tmp_path, small_bag):
