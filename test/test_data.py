@@ -87,11 +87,13 @@ def test_flow_alignment_recovers_shift():
     assert np.abs(cues.fill.astype(int) - cur)[failed].mean() < np.abs(cur.astype(int) - 0)[failed].mean()
 
 
-def test_telea_fill_on_the_hole_box_equals_whole_frame_inpaint():
+def test_telea_fill_by_hole_groups_equals_whole_frame_inpaint():
     world = textured(120, 180)
     failed = np.zeros((120, 180), bool)
     failed[30:47, 51:90] = True
-    failed[80:83, 100:133] = True
+    failed[80:83, 100:133] = True     # its own group
+    failed[49:52, 60:64] = True       # 2 px below the first hole: inpainted with it
+    failed[0:5, 170:180] = True       # at the frame corner
     whole = cv2.inpaint(world, failed.astype(np.uint8), 3, cv2.INPAINT_TELEA)
     np.testing.assert_array_equal(telea_fill(world, failed), whole)
 

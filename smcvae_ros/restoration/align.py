@@ -37,23 +37,31 @@ def _gray(img: np.ndarray) -> np.ndarray:
     return img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
 
 
-def _hole_box(failed: np.ndarray, margin: int) -> tuple[slice, slice]:
-    """Bounding box of the failed pixels grown by `margin` (clipped to the frame)."""
-    ys = np.flatnonzero(failed.any(axis=1))
-    xs = np.flatnonzero(failed.any(axis=0))
+def hole_groups(failed: np.ndarray, radius: int) -> list[tuple[tuple[slice, slice], np.ndarray]]:
+    """Groups of holes that Telea must inpaint together: holes closer than 2 * (radius + 1) px share
+    a group. Returns, per group, the box around it (grown by radius + 2, clipped) and the group's
+    failed pixels inside that box."""
+    k = 2 * (radius + 1) + 1
+    near = cv2.dilate(failed.astype(np.uint8), np.ones((k, k), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(near, connectivity=8)
     h, w = failed.shape
-    return (slice(max(0, ys[0] - margin), min(h, ys[-1] + 1 + margin)),
-            slice(max(0, xs[0] - margin), min(w, xs[-1] + 1 + margin)))
+    m = radius + 2
+    groups = []
+    for i in range(1, n):
+        x, y, bw, bh = (int(v) for v in stats[i, :4])
+        box = (slice(max(0, y - m), min(h, y + bh + m)), slice(max(0, x - m), min(w, x + bw + m)))
+        groups.append((box, failed[box] & (labels[box] == i)))
+    return groups
 
 
 def telea_fill(damaged: np.ndarray, failed: np.ndarray, radius: int = INPAINT_RADIUS) -> np.ndarray:
-    """`damaged` with its holes inpainted by Telea's method (only the box around the holes is
-    processed: Telea reads no pixel farther than `radius` from a hole, so the result is the same)."""
+    """`damaged` with its holes inpainted by Telea's method. Each group of nearby holes is inpainted
+    in its own box: Telea reads no pixel farther than `radius` from a hole, so the result equals
+    `cv2.inpaint` on the whole frame while the cost follows the failed area."""
     out = damaged.copy()
-    if failed.any():
-        box = _hole_box(failed, radius + 2)
-        out[box] = cv2.inpaint(np.ascontiguousarray(damaged[box]), failed[box].astype(np.uint8), radius,
-                               cv2.INPAINT_TELEA)
+    for box, holes in hole_groups(failed, radius):
+        filled = cv2.inpaint(np.ascontiguousarray(damaged[box]), holes.astype(np.uint8), radius, cv2.INPAINT_TELEA)
+        out[box][holes] = filled[holes]
     return out
 
 
