@@ -14,8 +14,7 @@ if 'SMCVAE_TEST_DOMAIN_ID' not in os.environ:  # one domain per test session, in
     os.environ['SMCVAE_TEST_DOMAIN_ID'] = str(random.SystemRandom().randint(1, 101))
 ros_env(int(os.environ['SMCVAE_TEST_DOMAIN_ID']))
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED_DATA = REPO.parent / 'shared' / 'data'
+TEST_DATA = Path(__file__).resolve().parent / 'data'
 
 
 @pytest.fixture(scope='session')
@@ -44,11 +43,10 @@ def shipped_model() -> Path:
 
 @pytest.fixture(scope='session')
 def val_frames() -> list[Path]:
-    """Consecutive real frames from ../shared/data/val (the tests need the shared data)."""
-    clip = SHARED_DATA / 'val' / 'udacity_lanelines_solidwhiteright'
-    if not clip.is_dir():
-        pytest.skip(f'shared data not present: {clip}')
-    return sorted(clip.glob('*.jpg'))[:12]
+    """12 consecutive real 960x540 frames shipped with the tests (test/data/README.md: source, MIT licence)."""
+    frames = sorted((TEST_DATA / 'udacity_solidwhiteright').glob('*.jpg'))
+    assert len(frames) == 12, f'test frames missing under {TEST_DATA}'
+    return frames
 
 
 @pytest.fixture
