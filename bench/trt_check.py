@@ -66,7 +66,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    from smcvae_ros.engine.base import create_backend, default_model_path, read_model_config
+    from smcvae_ros.engine import create_backend, default_model_path
+    from smcvae_ros.engine.base import read_model_config
     model = Path(args.model) if args.model else default_model_path()
     cfg = read_model_config(model)
     cuda = args.device.startswith('cuda')

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from smcvae_ros.engine.base import BackendError, auto_order, create_backend
+from smcvae_ros.engine.base import BackendError
+from smcvae_ros.engine.factory import auto_order, create_backend
 from smcvae_ros.engine.cache import EngineCache, EngineKey
 from smcvae_ros.engine.export import export_onnx, verification_batch
 from smcvae_ros.engine.tensorrt_backend import (EngineRunner, build_engine, engine_key, load_or_build,

@@ -11,10 +11,9 @@ import pytest
 import torch
 
 from smcvae_ros.engine.base import BackendError
-from smcvae_ros.engine.export import (META_WEIGHTS_SHA, RestoreGraph, ensure_onnx, example_inputs, export_onnx,
-                                      onnx_metadata, onnx_path_for, verification_batch, verify_onnx)
+from smcvae_ros.engine.export import RestoreGraph, example_inputs, export_onnx, verification_batch, verify_onnx
+from smcvae_ros.engine.graph import META_WEIGHTS_SHA, ensure_onnx, file_sha256, onnx_metadata, onnx_path_for
 from smcvae_ros.model import load_model
-from smcvae_ros.model.io import file_sha256
 
 
 @pytest.fixture(scope='module')

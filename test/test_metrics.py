@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from smcvae_ros.evaluation.metrics import masked_psnr_batch, psnr, ssim
+from smcvae_ros.evaluation.metrics import psnr, ssim
+from smcvae_ros.training.tile_metrics import masked_psnr_batch
 
 
 def test_psnr_known_values():

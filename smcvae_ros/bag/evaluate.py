@@ -188,7 +188,7 @@ def parse_ratios(text: str | None) -> list[float]:
 
 
 def run(args) -> int:
-    from ..engine.base import create_backend, default_model_path
+    from ..engine import create_backend, default_model_path
     from .report import (markdown_table, plot_psnr_over_time, plot_psnr_vs_ratio, summarize_by_camera,
                          write_reports)
     out_dir = Path(args.out_dir)

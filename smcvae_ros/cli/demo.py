@@ -13,13 +13,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..data.clips import list_clips, read_rgb
+from ..data.clips import SHARED_VAL, list_clips, read_rgb
 from ..engine.base import default_model_path, read_model_config
 from ..evaluation.metrics import psnr
 from ..restoration.frames import grid_to_rois
 from ..restoration.masks import patch_mask_to_pixels
 
-SHARED_VAL = Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'val'
 TOPIC = '/demo_cam/image_raw'
 
 

@@ -6,7 +6,7 @@ import logging
 import numpy as np
 
 from .base import Backend, BackendError
-from .export import OUTPUT, ensure_onnx
+from .graph import OUTPUT, ensure_onnx
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .base import Backend, BackendError
 from .cache import EngineCache, EngineKey, sha256_bytes
-from .export import DEFAULT_CACHE, INPUTS, OUTPUT, ensure_onnx
+from .graph import DEFAULT_CACHE, INPUTS, OUTPUT, ensure_onnx
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from ..data.clips import list_clips
 from .pairs import PairDataset, PairSpec, fixed_batch
-from ..evaluation.metrics import masked_psnr_batch
+from .tile_metrics import masked_psnr_batch
 from ..model import SMCVAE, SMCVAEConfig, save_model, smcvae_loss
 
 DEFAULTS = {
