@@ -18,12 +18,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from smcvae_ros.cli.demo import SHARED_VAL, failure_blocks
+from smcvae_ros.cli.demo import BLOCKS
+from smcvae_ros.data.clips import SHARED_VAL
+from smcvae_ros.restoration.masks import blocks_mask
 from smcvae_ros.restoration.frames import grid_to_rois
 from smcvae_ros.engine.base import default_model_path, read_model_config
 from smcvae_ros.evaluation.metrics import psnr
 from smcvae_ros.restoration.masks import patch_mask_to_pixels
-from smcvae_ros.ros.harness import Client, NodeProcess, image_msg, ros_env
+from smcvae_ros.cli.harness import Client, NodeProcess, image_msg
+from smcvae_ros.ros.env import ros_env
 from smcvae_ros.ros.messages import image_msg_to_array
 
 RELAY_IN, RELAY_OUT, NODE_IN = '/relay/image_raw', '/relay/image_restored', '/bench/image_raw'
@@ -118,7 +121,7 @@ def main() -> int:
             reference, truth = frames[i], frames[i + 1]
             client.send_health(NODE_IN, NODE_IN)
             send(NODE_IN, reference)
-            grid = failure_blocks(rng, gh, gw, args.ratio)
+            grid = blocks_mask(rng, gh, gw, args.ratio, BLOCKS)
             failed = patch_mask_to_pixels(grid, patch)[:h, :w]
             client.send_health(NODE_IN, NODE_IN, rois=grid_to_rois(grid, patch, h, w))
             damaged = np.where(failed[..., None], 0, truth).astype(np.uint8)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smcvae_ros.ros.harness import ros_env  # imports no rclpy: the env is set before rclpy loads
+from smcvae_ros.ros.env import ros_env  # imports no rclpy: the env is set before rclpy loads
 
 if 'SMCVAE_TEST_DOMAIN_ID' not in os.environ:  # one domain per test session, inherited by subprocesses
     os.environ['SMCVAE_TEST_DOMAIN_ID'] = str(random.SystemRandom().randint(1, 101))

@@ -1,4 +1,4 @@
-"""Helpers for the DDS tests of restore_node (the process/client harness lives in smcvae_ros.ros.harness)."""
+"""Helpers for the DDS tests of restore_node (the process/client harness lives in smcvae_ros.cli.harness)."""
 from __future__ import annotations
 
 import contextlib
@@ -6,9 +6,9 @@ import contextlib
 import numpy as np
 
 from smcvae_ros.restoration import rois_to_mask
-from smcvae_ros.ros.harness import Client, NodeProcess, image_msg  # noqa: F401 - NodeProcess re-exported
+from smcvae_ros.cli.harness import Client, NodeProcess, image_msg  # noqa: F401 - NodeProcess re-exported
 from smcvae_ros.ros.messages import image_msg_to_array
-from smcvae_ros.ros.params import output_topic
+from smcvae_ros.ros.topics import output_topic
 
 _clock = [1000.0]
 

@@ -4,10 +4,11 @@ import pytest
 from ros_helpers import NodeProcess, assert_same_header, damage, next_stamp, pixels, running_node, send, settled_status
 
 from smcvae_ros.data.clips import read_rgb
-from smcvae_ros.cli.demo import failure_blocks
+from smcvae_ros.cli.demo import BLOCKS
+from smcvae_ros.restoration.masks import blocks_mask
 from smcvae_ros.evaluation.metrics import psnr
 from smcvae_ros.restoration.frames import grid_to_rois
-from smcvae_ros.ros.harness import health_array, image_msg
+from smcvae_ros.cli.harness import health_array, image_msg
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -181,7 +182,7 @@ def test_restoration_beats_reference_copy(shipped_model, val_frames):
         for k in (0, 3, 6, 9):
             reference, truth = read_rgb(val_frames[k]), read_rgb(val_frames[k + 2])
             h, w = truth.shape[:2]
-            rois = grid_to_rois(failure_blocks(rng, h // 8, w // 8, 0.1), 8, h, w)
+            rois = grid_to_rois(blocks_mask(rng, h // 8, w // 8, 0.1, BLOCKS), 8, h, w)
             clear(client, CAM_Q, reference)
             client.send_health(CAM_Q, CAM_Q, rois=rois)
             _, out, mask = send(client, CAM_Q, damage(truth, rois))
@@ -204,7 +205,7 @@ def test_runtime_toggles_self_detect_and_uncertainty(ros, frames):
         dead = [(208, 104, 48, 40)]                                 # patch-aligned black block
         msg, out, mask = send(client, CAM_B, damage(frames[1], dead))
         px = mask > 0
-        assert px[104:144, 208:256].all() and px.mean() < 0.02      # (plus any saturated patches)
+        assert px[104:144, 208:256].all() and px.mean() < 0.03      # (plus any saturated patches)
         assert bytes(out.data) != bytes(msg.data)
         unc_topic = '/cam_b/restoration_uncertainty'
         unc = client.wait_for(lambda: client.output(unc_topic, (msg.header.stamp.sec, msg.header.stamp.nanosec)), 10)

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from smcvae_ros.ros import params as P
+from smcvae_ros.ros.topics import output_topic
 
 REPO = Path(__file__).resolve().parent.parent
 LAUNCH = REPO / 'launch' / 'restore.launch.py'
@@ -69,7 +70,7 @@ def test_descriptors_carry_types_ranges_and_read_only():
                                             ('/vehicle/cam/image_raw', '/vehicle/cam/image_restored'),
                                             ('image_raw', 'image_restored'), ('/image_raw', '/image_restored')])
 def test_output_topic(topic, expected):
-    assert P.output_topic(topic, 'image_restored') == expected
+    assert output_topic(topic, 'image_restored') == expected
 
 
 @pytest.mark.parametrize('change,fragment', [({'image_topics': []}, 'non-empty'),

@@ -1,5 +1,5 @@
 """Drive a real restore_node over DDS: start it as launch_ros would, feed frames and camera health
-statuses, collect its outputs. Used by `smcvae demo`, the node tests and the benchmarks."""
+statuses, collect its outputs. Used by `smcvae demo`, the node tests and the benchmarks (not by the node)."""
 from __future__ import annotations
 
 import os
@@ -15,29 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .messages import ERROR, FAILED_ROIS_KEY, OK, STALE, fill_image_msg, format_rois
-from .params import output_topic
+from ..ros.health import FAILED_ROIS_KEY, Level, format_rois
+from ..ros.messages import fill_image_msg
+from ..ros.topics import output_topic
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def ensure_ament_prefix() -> None:
-    """rclpy and get_package_share_directory find message packages through AMENT_PREFIX_PATH; in a
-    venv install (the ROS 2 PyPI wheels) that prefix is the venv."""
-    prefix = os.environ.get('VIRTUAL_ENV') or sys.prefix
-    if prefix not in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
-        os.environ['AMENT_PREFIX_PATH'] = os.pathsep.join(filter(None, [prefix, os.environ.get('AMENT_PREFIX_PATH')]))
-
-
-def ros_env(domain_id: int | None = None) -> None:
-    """Keep DDS on this machine; pick a random domain unless one is set; find the venv's messages."""
-    ensure_ament_prefix()
-    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    os.environ.pop('ROS_LOCALHOST_ONLY', None)
-    if domain_id is not None:
-        os.environ['ROS_DOMAIN_ID'] = str(domain_id)
-    elif 'ROS_DOMAIN_ID' not in os.environ:
-        os.environ['ROS_DOMAIN_ID'] = str(np.random.default_rng().integers(1, 102))
 
 
 def params_file() -> Path:
@@ -61,7 +43,7 @@ class NodeProcess:
     """`restore_node --ros-args --params-file FILE -r __node:=NAME -p k:=v ...` as a subprocess."""
 
     def __init__(self, name: str = 'restore_node', overrides: dict | None = None, params: Path | None = None,
-                 log_path: Path | None = None):
+                 log_path: Path | None = None, env: dict | None = None):
         exe = shutil.which('restore_node') or str(Path(sys.executable).with_name('restore_node'))
         cmd = [exe] if Path(exe).is_file() else [sys.executable, '-m', 'smcvae_ros.ros.node']
         self.name = name
@@ -70,7 +52,8 @@ class NodeProcess:
             self.cmd += ['-p', _param_arg(k, v)]
         self.log_path = Path(log_path or tempfile.mkstemp(prefix=f'{name}_', suffix='.log')[1])
         self._log = open(self.log_path, 'wb')
-        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=None if env is None else {**os.environ, **env})
 
     @property
     def alive(self) -> bool:
@@ -108,7 +91,7 @@ def health_array(hardware_id: str, rois=(), whole_frame: bool = False, level: in
     """DiagnosticArray with one camera health status (the node's input contract)."""
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
     if level is None:
-        level = STALE if whole_frame else (ERROR if rois or rois_text else OK)
+        level = Level.STALE if whole_frame else (Level.ERROR if rois or rois_text else Level.OK)
     st = DiagnosticStatus(level=bytes([level]), name=f'camera health {hardware_id}', hardware_id=hardware_id,
                           message='patch failure' if level else 'ok')
     if rois or rois_text is not None:
