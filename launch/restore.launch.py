@@ -1,8 +1,9 @@
-"""Start restore_node with the shipped params file; launch arguments override single parameters.
+"""Start restore_node (a lifecycle node) with the shipped params file; launch arguments override parameters.
 
     ros2 launch smcvae_ros restore.launch.py
     ros2 launch smcvae_ros restore.launch.py namespace:=vehicle backend:=tensorrt \
         image_topics:=/cam_front/image_raw,/cam_rear/image_raw params_file:=/etc/smcvae/restore.yaml
+    ros2 launch smcvae_ros restore.launch.py autostart:=false    # a lifecycle manager configures/activates
 
 An empty override (the default) leaves the value from params_file in place.
 """
@@ -12,7 +13,7 @@ from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode
 
 PACKAGE = 'smcvae_ros'
 DEFAULT_PARAMS_FILE = os.path.join(get_package_share_directory(PACKAGE), 'config', 'restore.yaml')
@@ -32,7 +33,9 @@ def _restore_node(context):
         overrides['backend'] = arg('backend')
     if arg('image_topics'):
         overrides['image_topics'] = _topics(arg('image_topics'))
-    return [Node(
+    if arg('autostart'):
+        overrides['autostart'] = arg('autostart').lower() in ('true', '1', 'yes')
+    return [LifecycleNode(
         package=PACKAGE,
         executable='restore_node',
         name='restore_node',
@@ -54,5 +57,8 @@ def generate_launch_description():
         DeclareLaunchArgument('image_topics', default_value='',
                               description="comma-separated input image topics; '' keeps params_file's value"),
         DeclareLaunchArgument('namespace', default_value='', description='namespace of the node'),
+        DeclareLaunchArgument('autostart', default_value='',
+                              description="true: configure and activate at start-up; false: wait for a "
+                                          "lifecycle manager; '' keeps params_file's value (true)"),
         OpaqueFunction(function=_restore_node),
     ])

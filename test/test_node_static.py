@@ -24,7 +24,8 @@ def _const(node):
 
 def test_launch_starts_restore_node_with_shipped_params_file():
     tree = ast.parse(LAUNCH.read_text())
-    nodes = _calls(tree, 'Node')
+    assert not _calls(tree, 'Node')
+    nodes = _calls(tree, 'LifecycleNode')
     assert len(nodes) == 1
     kw = {k.arg: k.value for k in nodes[0].keywords}
     assert _const(kw['executable']) == 'restore_node'
@@ -35,7 +36,8 @@ def test_launch_starts_restore_node_with_shipped_params_file():
     assert 'params_file' in ast.unparse(kw['parameters'])
     # the params_file argument defaults to share/smcvae_ros/config/restore.yaml
     args = {_const(c.args[0]): {k.arg: k.value for k in c.keywords} for c in _calls(tree, 'DeclareLaunchArgument')}
-    assert {'params_file', 'model_path', 'backend', 'image_topics', 'namespace'} <= set(args)
+    assert {'params_file', 'model_path', 'backend', 'image_topics', 'namespace', 'autostart'} <= set(args)
+    assert "overrides['autostart']" in LAUNCH.read_text()
     default = ast.unparse(assigns[args['params_file']['default_value'].id])
     assert "'config'" in default and "'restore.yaml'" in default and 'get_package_share_directory(PACKAGE)' in default
     assert _const(assigns['PACKAGE']) == 'smcvae_ros'

@@ -209,22 +209,38 @@ class Client:
         with self.lock:
             return dict(self.node_status.get(camera_topic, {}))
 
+    def call(self, srv_type, name: str, request, timeout: float = 30.0):
+        """One service call; raises TimeoutError when the service is absent or does not answer."""
+        cli = self.node.create_client(srv_type, name)
+        try:
+            if not cli.wait_for_service(timeout_sec=timeout):
+                raise TimeoutError(f'{name} not available')
+            fut = cli.call_async(request)
+            if not self.wait_for(fut.done, timeout):
+                raise TimeoutError(f'{name} did not answer')
+            return fut.result()
+        finally:
+            self.node.destroy_client(cli)
+
     def set_parameters(self, node_name: str, values: dict, timeout: float = 15.0) -> list:
         """SetParameters service call; returns the SetParametersResult list."""
         from rcl_interfaces.srv import SetParameters
         from rclpy.parameter import Parameter
-        cli = self.node.create_client(SetParameters, f'/{node_name}/set_parameters')
-        try:
-            if not cli.wait_for_service(timeout_sec=timeout):
-                raise TimeoutError(f'/{node_name}/set_parameters not available')
-            msgs = [Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
-            req = SetParameters.Request(parameters=msgs)
-            fut = cli.call_async(req)
-            if not self.wait_for(fut.done, timeout):
-                raise TimeoutError('set_parameters did not answer')
-            return list(fut.result().results)
-        finally:
-            self.node.destroy_client(cli)
+        msgs = [Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
+        return list(self.call(SetParameters, f'/{node_name}/set_parameters', SetParameters.Request(parameters=msgs),
+                              timeout).results)
+
+    def lifecycle_state(self, node_name: str, timeout: float = 30.0) -> str:
+        """The node's lifecycle state label (/<node>/get_state)."""
+        from lifecycle_msgs.srv import GetState
+        return self.call(GetState, f'/{node_name}/get_state', GetState.Request(), timeout).current_state.label
+
+    def change_state(self, node_name: str, transition: str, timeout: float = 120.0) -> bool:
+        """Trigger a transition by label (configure, activate, deactivate, cleanup, shutdown)."""
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+        req = ChangeState.Request(transition=Transition(label=transition))
+        return self.call(ChangeState, f'/{node_name}/change_state', req, timeout).success
 
     def close(self):
         self.executor.shutdown(timeout_sec=1.0)

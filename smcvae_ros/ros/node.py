@@ -118,6 +118,7 @@ class RestoreNode(LifecycleNode):
 
     def on_deactivate(self, state) -> TransitionCallbackReturn:
         self._stop_inputs()
+        self._publish_diagnostics()  # final counts: every frame taken has been published
         self.get_logger().info('inactive: frames are not taken')
         return SUCCESS
 
