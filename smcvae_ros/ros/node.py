@@ -6,9 +6,9 @@ on_activate starts the worker, the subscriptions and the status timer; on_deacti
 everything from any state. With `autostart` (default true) main() configures and activates at start-up.
 
 Threads: a SingleThreadedExecutor runs the subscriptions, the parameter and lifecycle services and the
-status timer; these callbacks never wait for inference. A frame of a camera with no active failure (and
-self_detect off) and nothing queued is handled right in its callback (it only becomes the reference and
-is republished). Other frames go to one worker thread: each camera has a single pending slot (the newest
+status timer; these callbacks never wait for inference. A frame that cannot reach the model (camera
+healthy and self_detect off, or its status invalid or without ROIs) with nothing of its camera queued is
+handled right in its callback: it is republished (and a healthy one becomes the reference). Other frames go to one worker thread: each camera has a single pending slot (the newest
 frame; a frame replaced before the worker took it is dropped and counted), and the frames waiting
 together are handled as one batch. Every handled frame is published on /ns/image_restored.
 """
@@ -26,6 +26,7 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import Image
 
 from ..engine import Backend, create_backend
@@ -39,6 +40,7 @@ from .topics import OUTPUT_LEAVES, CameraIds, camera_namespace, output_topic
 
 THROTTLE_S = 5.0
 MAX_WARNED_ENCODINGS = 8          # distinct unsupported encodings remembered (warned once) per camera
+MAX_HEALTH_BYTES = 1 << 20        # a camera-health DiagnosticArray above this is not deserialized
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
 
 
@@ -111,7 +113,7 @@ class RestoreNode(LifecycleNode):
         for cam in self.cameras:
             cam.subscription = self._subscribe_camera(cam, qos_in)
         self._health_sub = self.create_subscription(DiagnosticArray, self.values['diagnostics_topic'],
-                                                    self._on_health, 10)
+                                                    self._on_health, 10, raw=True)
         self._timer = self.create_timer(self.values['diagnostics_period_s'], self._publish_diagnostics)
         self.get_logger().info('active: taking frames')
         return SUCCESS
@@ -212,18 +214,34 @@ class RestoreNode(LifecycleNode):
         t, rx = time.monotonic(), self.get_clock().now().nanoseconds * 1e-9
         with self._cv:
             cam.stats.frames_in += 1
-            healthy = cam.failure.healthy and not self.values['self_detect']
-            if not (healthy and cam.pending is None and not cam.in_flight):
+            f = cam.failure  # frames that cannot reach the model are handled here, in arrival order
+            direct = bool(f.error or f.unlocated) or (f.healthy and not self.values['self_detect'])
+            if not (direct and cam.pending is None and not cam.in_flight):
                 if cam.pending is not None:
                     cam.stats.frames_dropped += 1
                 cam.pending = (msg, t, cam.failure, rx)  # the health status in force when the frame arrived
                 self._cv.notify()
                 return
-        # healthy fast path: the worker holds nothing of this camera, so its Restorer state is ours
+        # direct path: the worker holds nothing of this camera, so its Restorer state is ours
         self._handle([(cam, msg, t, cam.failure, rx)])
 
-    def _on_health(self, msg: DiagnosticArray) -> None:
-        """Apply the last status per camera; unknown ids are counted. Bounded work per status (health.py)."""
+    def _on_health(self, data: bytes) -> None:
+        """Apply the last status per camera; unknown ids are counted. Bounded work per message and status.
+
+        The subscription is raw: a message over MAX_HEALTH_BYTES is not deserialized (that alone would stall
+        the executor for about a second per 100 MB); every camera is flagged invalid until its next status.
+        """
+        if len(data) > MAX_HEALTH_BYTES:
+            error = f'health message of {len(data)} bytes exceeds the limit of {MAX_HEALTH_BYTES} bytes: not read'
+            self.get_logger().warning(f'{error}; every camera passes through until its next valid status',
+                                      throttle_duration_sec=THROTTLE_S)
+            self._apply_health({c.topic: Failure(error=error) for c in self.cameras})
+            return
+        try:
+            msg = deserialize_message(data, DiagnosticArray)
+        except Exception as e:  # noqa: BLE001 - undecodable bytes are reported, never fatal
+            self.get_logger().warning(f'undecodable health message: {short(e)}', throttle_duration_sec=THROTTLE_S)
+            return
         latest, unknown = {}, 0
         for status in msg.status:
             topic = self._ids.match(status.hardware_id)
@@ -236,13 +254,18 @@ class RestoreNode(LifecycleNode):
             self.get_logger().warning(f'{unknown} health status(es) for unknown hardware_id (e.g. '
                                       f'{short(first_unknown, 80)!r}) ignored (known: {self._ids.known()})',
                                       throttle_duration_sec=THROTTLE_S)
+        failures = {topic: failure_from_status(status) for topic, status in latest.items()}
+        for topic, failure in failures.items():
+            if failure.error:
+                self.get_logger().warning(f'{topic}: {failure.error}; frames pass through until the next valid '
+                                          'status', throttle_duration_sec=THROTTLE_S)
+        self._apply_health(failures)
+
+    def _apply_health(self, failures: dict) -> None:
         changed = []
         for cam in self.cameras:
-            if cam.topic in latest:
-                failure = failure_from_status(latest[cam.topic])
-                if failure.error:
-                    self.get_logger().warning(f'{cam.topic}: {failure.error}; frames pass through until the next '
-                                              'valid status', throttle_duration_sec=THROTTLE_S)
+            if cam.topic in failures:
+                failure = failures[cam.topic]
                 with self._cv:
                     cam.failure = failure
                     cam.stats.health_statuses += 1
