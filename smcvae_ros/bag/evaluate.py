@@ -1,4 +1,4 @@
-"""`smcvae bag-eval`: inject failures into a bag's camera topics, restore them with the node's Restorer,
+"""`smcvae bag-eval`: inject failures into a bag's camera topics, restore them with the node's FrameHandler,
 and write an output bag, a report (JSON + CSV), plots and side-by-side PNGs.
 
 Diagnostics timing: for every camera frame one DiagnosticArray goes to the diagnostics topic (WARN with
