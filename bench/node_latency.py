@@ -103,7 +103,9 @@ def main() -> int:
 
         def node_latency_ms() -> float:
             """restore_node's own receive -> publish time for the last frame (its /diagnostics)."""
-            settled = lambda: (s := client.status(NODE_IN)) and int(s['frames_out']) == sent[NODE_IN] and s  # noqa: E731
+            def settled():
+                s = client.status(NODE_IN)
+                return s and int(s['frames_out']) == sent[NODE_IN] and s
             st = client.wait_for(settled, 5)
             return float(st['last_latency_ms'])
 

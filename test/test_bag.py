@@ -21,7 +21,6 @@ from smcvae_ros.ros.health import failure_from_status
 from smcvae_ros.ros.messages import image_msg_to_array
 
 
-
 def read_all(path):
     """[(topic, bag time, deserialized msg or raw bytes)] in bag order."""
     out = []
@@ -191,7 +190,8 @@ def test_bad_input(small_bag, tiny_model, tmp_path, capsys):
     fails(['bag-eval', str(small_bag), str(tmp_path / 'o2'), '--topics', '/cam_rear/image_raw', *ev],
           '/cam_rear/image_raw', 'not in bag')
     diag = tmp_path / 'diag_only'
-    write_bag(diag, [('/camera_health', DIAG_TYPE, 5, failure_diagnostics(Header(stamp=to_time(5), frame_id=''), '/x', []))])
+    health = failure_diagnostics(Header(stamp=to_time(5), frame_id=''), '/x', [])
+    write_bag(diag, [('/camera_health', DIAG_TYPE, 5, health)])
     fails(['bag-eval', str(diag), str(tmp_path / 'o3'), '--topics', '/camera_health', *ev], '/camera_health',
           'expected sensor_msgs/msg/Image')
     fails(['bag-eval', str(diag), str(tmp_path / 'o3'), *ev], 'no sensor_msgs/msg/Image camera topics')

@@ -6,7 +6,6 @@ from ros_helpers import NodeProcess, assert_same_header, damage, next_stamp, pix
 from smcvae_ros.data.clips import read_rgb
 from smcvae_ros.cli.demo import BLOCKS
 from smcvae_ros.restoration.masks import blocks_mask
-from smcvae_ros.evaluation.metrics import psnr
 from smcvae_ros.restoration.frames import grid_to_rois
 from smcvae_ros.cli.harness import health_array, image_msg
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from ros_helpers import damage, next_stamp, running_node, send, settled_status
 
-from smcvae_ros.cli.harness import health_array, image_msg
+from smcvae_ros.cli.harness import image_msg
 from smcvae_ros.data.clips import read_rgb
 from smcvae_ros.ros.health import FAILED_ROIS_KEY, MAX_ROIS
 from smcvae_ros.ros.topics import output_topic

@@ -17,7 +17,7 @@ from rosbags.typesys import Stores, get_typestore
 
 from ..ros.health import FAILED_ROIS_KEY, Level, format_rois
 from ..ros.messages import fill_image_msg
-from ..ros.topics import camera_namespace, is_output_topic, output_topic
+from ..ros.topics import camera_namespace, output_topic
 
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
@@ -120,7 +120,7 @@ def check_topics(reader, path, topics, msgtype: str | None = None) -> list[str]:
 
 
 def messages(reader, path, connections=()):
-    """reader.messages() with truncation/corruption turned into a BagError naming the file."""
+    """Yield the reader's (connection, time, data); truncation or corruption becomes a BagError naming the file."""
     n = 0
     try:
         for item in reader.messages(connections=connections):

@@ -121,7 +121,8 @@ def run(args) -> int:
             else:
                 row['psnr_restored'] = psnr(restored, truth, failed)
                 row['psnr_refcopy'] = psnr(reference, truth, failed)
-                panels = {'reference': reference, 'damaged': damaged, 'restored': restored.copy(), 'ground truth': truth}
+                panels = {'reference': reference, 'damaged': damaged, 'restored': restored.copy(),
+                          'ground truth': truth}
                 shown = panels, failed
             rows.append(row)
             fmt = lambda v: f'{v:.2f}' if isinstance(v, float) else v  # noqa: E731

@@ -172,7 +172,9 @@ class TensorRTBackend(Backend):
         n = (self.img_size // self.patch_size) ** 2
         key = engine_key(trt, onnx, precision, max_batch, self.img_size, gpu_identity(device))
         logger = trt.Logger(trt.Logger.WARNING)
-        build = lambda: build_engine(trt, onnx, precision, key.profile, self.img_size, n, workspace_mb, logger)  # noqa: E731
+
+        def build():
+            return build_engine(trt, onnx, precision, key.profile, self.img_size, n, workspace_mb, logger)
         cache = EngineCache(cache_dir)
         data, self.engine_status = load_or_build(trt, cache, Path(onnx).stem, key, build, force_engine_rebuild)
         self._runtime = trt.Runtime(logger)
@@ -190,7 +192,8 @@ class TensorRTBackend(Backend):
     def warmup(self) -> None:
         s, n = self.img_size, (self.img_size // self.patch_size) ** 2
         for b in sorted({1, self.max_batch}):
-            self._run(np.zeros((b, 3, s, s), np.float32), np.zeros((b, 3, s, s), np.float32), np.ones((b, n), np.float32))
+            tile = np.zeros((b, 3, s, s), np.float32)
+            self._run(tile, tile, np.ones((b, n), np.float32))
 
     def _run(self, ref, damaged, patch_mask):
         torch = self._torch

@@ -3,4 +3,5 @@ from .detect import DetectSettings
 from .frames import ENCODINGS, rois_to_mask
 from .restorer import FrameResult, FrameStatus, RestorationSettings, Restorer
 
-__all__ = ['DetectSettings', 'ENCODINGS', 'rois_to_mask', 'FrameResult', 'FrameStatus', 'RestorationSettings', 'Restorer']
+__all__ = ['DetectSettings', 'ENCODINGS', 'rois_to_mask', 'FrameResult', 'FrameStatus', 'RestorationSettings',
+           'Restorer']

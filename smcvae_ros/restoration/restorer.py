@@ -9,13 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-import cv2
 import numpy as np
 
 from .align import align_reference
 from .detect import DetectSettings, detect_failed_patches
 from .frames import ENCODINGS, check_image, grid_to_pixels, patch_grid, rgb_pixels_to, to_rgb
-
 
 
 class FrameStatus(str, Enum):
@@ -128,7 +126,9 @@ class Restorer:
     # --- steps ---------------------------------------------------------------------------------
     def _prepare(self, camera, image, encoding, stamp, failed, whole_frame):
         h, w = image.shape[:2]
-        passthrough = lambda status, msg='': FrameResult(image, np.zeros((h, w), np.uint8), status, message=msg)  # noqa: E731
+
+        def passthrough(status, msg=''):
+            return FrameResult(image, np.zeros((h, w), np.uint8), status, message=msg)
         try:
             check_image(image, encoding)
         except ValueError as e:
@@ -229,5 +229,3 @@ class Restorer:
             out[ys, xs] = vals
         job.result.image = out
         job.result.mask = px.astype(np.uint8) * 255
-
-

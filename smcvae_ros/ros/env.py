@@ -23,5 +23,3 @@ def ros_env(domain_id: int | None = None) -> None:
         os.environ['ROS_DOMAIN_ID'] = str(domain_id)
     elif 'ROS_DOMAIN_ID' not in os.environ:
         os.environ['ROS_DOMAIN_ID'] = str(random.SystemRandom().randint(1, 101))
-
-

@@ -8,9 +8,10 @@ everything from any state. With `autostart` (default true) main() configures and
 Threads: a SingleThreadedExecutor runs the subscriptions, the parameter and lifecycle services and the
 status timer; these callbacks never wait for inference. A frame that cannot reach the model (camera
 healthy and self_detect off, or its status invalid or without ROIs) with nothing of its camera queued is
-handled right in its callback: it is republished (and a healthy one becomes the reference). Other frames go to one worker thread: each camera has a single pending slot (the newest
-frame; a frame replaced before the worker took it is dropped and counted), and the frames waiting
-together are handled as one batch. Every handled frame is published on /ns/image_restored.
+handled right in its callback: it is republished (and a healthy one becomes the reference). Other
+frames go to one worker thread: each camera has a single pending slot (the newest frame; a frame replaced
+before the worker took it is dropped and counted), and the frames waiting together are handled as one
+batch. Every handled frame is published on /ns/image_restored.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ from .diagnostics import CameraStats, camera_status
 from .handler import Frame, FrameHandler, FrameOutcome
 from .health import Failure, failure_from_status, short
 from .messages import fill_image_msg
-from .topics import OUTPUT_LEAVES, CameraIds, camera_namespace, output_topic
+from .topics import OUTPUT_LEAVES, CameraIds, output_topic
 
 THROTTLE_S = 5.0
 MAX_WARNED_ENCODINGS = 8          # distinct unsupported encodings remembered (warned once) per camera
@@ -96,7 +97,8 @@ class RestoreNode(LifecycleNode):
         qos_out = QoSProfile(depth=self.values['qos_depth'], reliability=self._reliability('qos_reliability'))
         for topic in self.values['image_topics']:
             cam = Camera(self.resolve_topic_name(topic))
-            cam.pubs = {leaf: self.create_publisher(Image, output_topic(topic, leaf), qos_out) for leaf in OUTPUT_LEAVES}
+            cam.pubs = {leaf: self.create_publisher(Image, output_topic(topic, leaf), qos_out)
+                        for leaf in OUTPUT_LEAVES}
             self.cameras.append(cam)
             log.info(f'{cam.topic} -> {cam.pubs["image_restored"].topic_name}')
         self._ids = CameraIds([c.topic for c in self.cameras])

@@ -2,7 +2,6 @@
 validation PSNR every N steps, best checkpoint kept. Weights are safetensors (no pickles)."""
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -10,7 +9,6 @@ import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 from safetensors.torch import load_file, save_file
@@ -106,7 +104,8 @@ def validate(model: SMCVAE, val: tuple[torch.Tensor, ...], device: torch.device)
 
 
 def train(cfg: dict) -> Path:
-    device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if cfg['device'] == 'auto' else cfg['device'])
+    auto = 'cuda' if torch.cuda.is_available() else 'cpu'
+    device = torch.device(auto if cfg['device'] == 'auto' else cfg['device'])
     if cfg['threads']:
         torch.set_num_threads(int(cfg['threads']))
     torch.manual_seed(cfg['seed'])
