@@ -49,6 +49,22 @@ def val_frames() -> list[Path]:
     return frames
 
 
+@pytest.fixture(scope='session')
+def frames(val_frames) -> list[np.ndarray]:
+    """The first 4 test frames as RGB arrays."""
+    from smcvae_ros.data.clips import read_rgb
+    return [read_rgb(p) for p in val_frames[:4]]
+
+
+@pytest.fixture(scope='module')
+def ros(request, tiny_model):
+    """(NodeProcess, Client): a tiny-model restore_node for the test module's CAMERAS, one per module."""
+    from ros_helpers import tiny_node
+    with tiny_node('restore_' + request.module.__name__.rpartition('.')[2], tiny_model,
+                   request.module.CAMERAS) as node_client:
+        yield node_client
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)

@@ -34,6 +34,19 @@ def running_node(name: str, overrides: dict, topics: list[str], env: dict | None
     assert rc == 0, f'restore_node exited with {rc}:\n{node.log()}'
 
 
+@contextlib.contextmanager
+def tiny_node(name: str, model, topics: list[str]):
+    """running_node() with the tiny test model on the torch CPU backend."""
+    with running_node(name, {'model_path': str(model), 'backend': 'torch', 'device': 'cpu'}, topics) as node_client:
+        yield node_client
+
+
+def clear(client: Client, topic: str, frame: np.ndarray, encoding: str = 'rgb8', stamp: float | None = None):
+    """No active failure and a fresh healthy reference for the camera; returns send()'s result."""
+    client.send_health(topic, topic)
+    return send(client, topic, frame, encoding, stamp)
+
+
 def pixels(msg) -> np.ndarray:
     return image_msg_to_array(msg).copy()
 

@@ -1,7 +1,8 @@
 """restore_node over real DDS (loopback, reliable QoS), started as launch_ros would start it."""
 import numpy as np
 import pytest
-from ros_helpers import NodeProcess, assert_same_header, damage, next_stamp, pixels, running_node, send, settled_status
+from ros_helpers import (NodeProcess, assert_same_header, clear, damage, next_stamp, pixels, running_node, send,
+                         settled_status)
 
 from smcvae_ros.data.clips import read_rgb
 from smcvae_ros.cli.demo import BLOCKS
@@ -12,27 +13,9 @@ from smcvae_ros.cli.harness import health_array, image_msg
 pytestmark = pytest.mark.timeout(240)
 
 CAM_A, CAM_B = '/cam_a/image_raw', '/cam_b/image_raw'
+CAMERAS = [CAM_A, CAM_B]             # of the module's `ros` node (conftest)
 CAM_Q = '/cam_q/image_raw'  # own topic: the module's `ros` node must not answer for it
 ROIS = [(100, 300, 64, 48), (500, 200, 40, 40)]
-
-
-@pytest.fixture(scope='module')
-def ros(tiny_model):
-    with running_node('restore_test', {'model_path': str(tiny_model), 'backend': 'torch', 'device': 'cpu'},
-                      [CAM_A, CAM_B]) as (node, client):
-        yield node, client
-
-
-@pytest.fixture(scope='module')
-def frames(val_frames):
-    return [read_rgb(p) for p in val_frames[:4]]
-
-
-def clear(client, topic, frame, encoding='rgb8'):
-    """No active failure and a fresh healthy reference for the camera."""
-    client.send_health(topic, topic)
-    _, out, _ = send(client, topic, frame, encoding)
-    return out
 
 
 def test_passthrough_when_healthy(ros, frames):

@@ -7,16 +7,16 @@ import time
 
 import numpy as np
 import pytest
-from ros_helpers import damage, next_stamp, running_node, send, settled_status
+from ros_helpers import clear, damage, next_stamp, send, settled_status
 
 from smcvae_ros.cli.harness import image_msg
-from smcvae_ros.data.clips import read_rgb
 from smcvae_ros.ros.health import FAILED_ROIS_KEY, MAX_ROIS
 from smcvae_ros.ros.topics import output_topic
 
 pytestmark = pytest.mark.timeout(300)
 
 CAM_A, CAM_B = '/lim_a/image_raw', '/lim_b/image_raw'
+CAMERAS = [CAM_A, CAM_B]             # of the module's `ros` node (conftest)
 ROIS = [(96, 96, 64, 48)]
 
 # A separate process publishes the flood, so that its CDR serialization and DDS transfer do not hold this
@@ -46,23 +46,6 @@ pub.publish(data)
 pub.wait_for_all_acked(rclpy.duration.Duration(seconds=60))
 print('published MB', len(data) / 1e6, flush=True)
 """
-
-
-@pytest.fixture(scope='module')
-def ros(tiny_model):
-    with running_node('restore_limits', {'model_path': str(tiny_model), 'backend': 'torch', 'device': 'cpu'},
-                      [CAM_A, CAM_B]) as (node, client):
-        yield node, client
-
-
-@pytest.fixture(scope='module')
-def frames(val_frames):
-    return [read_rgb(p) for p in val_frames[:4]]
-
-
-def clear(client, topic, frame, stamp=None):
-    client.send_health(topic, topic)
-    return send(client, topic, frame, stamp=stamp)
 
 
 def test_health_flood_bounded_and_healthy_camera_loses_nothing(ros, frames):
@@ -118,7 +101,7 @@ def test_health_flood_bounded_and_healthy_camera_loses_nothing(ros, frames):
 
 def test_out_of_order_and_looping_stamps_reset_the_reference(ros, frames):
     node, client = ros
-    _, _, _ = clear(client, CAM_A, frames[0])                          # reference at stamp s0
+    clear(client, CAM_A, frames[0])                          # reference at stamp s0
     client.send_health(CAM_A, CAM_A, rois=ROIS)
     s0 = next_stamp()
     send(client, CAM_A, frames[0], stamp=s0 + 5.0)                     # (pass-through: failure active)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..ros.health import FAILED_ROIS_KEY, Level, format_rois
 from ..ros.messages import fill_image_msg
-from ..ros.topics import output_topic
+from ..ros.topics import OUTPUT_LEAVES, output_topic
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -172,7 +172,7 @@ class Client:
         out = output_topic(input_topic, 'image_restored')
         if out not in self.received:
             self.received[out] = []
-            for leaf in ('image_restored', 'restoration_mask', 'restoration_uncertainty'):
+            for leaf in OUTPUT_LEAVES:
                 self.subscribe(output_topic(input_topic, leaf))
         pub = self.publisher(input_topic)
         matched = lambda: (pub.get_subscription_count() > 0  # noqa: E731
