@@ -148,10 +148,9 @@ class RestoreNode(LifecycleNode):
             if cam.subscription is not None:
                 self.destroy_subscription(cam.subscription)
                 cam.subscription = None
-        for sub in (self._health_sub,):
-            if sub is not None:
-                self.destroy_subscription(sub)
-        self._health_sub = None
+        if self._health_sub is not None:
+            self.destroy_subscription(self._health_sub)
+            self._health_sub = None
         if self._timer is not None:
             self.destroy_timer(self._timer)
             self._timer = None
