@@ -7,6 +7,7 @@ import yaml
 
 from smcvae_ros.ros import params as P
 from smcvae_ros.ros.launch_args import LaunchArgumentError, node_parameters, parse_topics
+from smcvae_ros.ros.topics import output_topic
 
 REPO = Path(__file__).resolve().parent.parent
 LAUNCH = REPO / 'launch' / 'restore.launch.py'
@@ -24,7 +25,8 @@ def _const(node):
 
 def test_launch_starts_restore_node_with_shipped_params_file():
     tree = ast.parse(LAUNCH.read_text())
-    nodes = _calls(tree, 'Node')
+    assert not _calls(tree, 'Node')
+    nodes = _calls(tree, 'LifecycleNode')
     assert len(nodes) == 1
     kw = {k.arg: k.value for k in nodes[0].keywords}
     assert _const(kw['executable']) == 'restore_node'
@@ -37,7 +39,7 @@ def test_launch_starts_restore_node_with_shipped_params_file():
     assert ast.unparse(params_call.args[1]) == 'DEFAULT_PARAMS_FILE'
     # the params_file argument defaults to share/smcvae_ros/config/restore.yaml
     args = {_const(c.args[0]): {k.arg: k.value for k in c.keywords} for c in _calls(tree, 'DeclareLaunchArgument')}
-    assert {'params_file', 'model_path', 'backend', 'image_topics', 'namespace'} <= set(args)
+    assert {'params_file', 'model_path', 'backend', 'image_topics', 'namespace', 'autostart'} <= set(args)
     assert set(ast.literal_eval(assigns['ARGUMENTS'])) == set(args)  # every declared argument reaches node_parameters
     default = ast.unparse(assigns[args['params_file']['default_value'].id])
     assert "'config'" in default and "'restore.yaml'" in default and 'get_package_share_directory(PACKAGE)' in default
@@ -73,7 +75,7 @@ def test_descriptors_carry_types_ranges_and_read_only():
                                             ('/vehicle/cam/image_raw', '/vehicle/cam/image_restored'),
                                             ('image_raw', 'image_restored'), ('/image_raw', '/image_restored')])
 def test_output_topic(topic, expected):
-    assert P.output_topic(topic, 'image_restored') == expected
+    assert output_topic(topic, 'image_restored') == expected
 
 
 @pytest.mark.parametrize('change,fragment', [({'image_topics': []}, 'non-empty'),

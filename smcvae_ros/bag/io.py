@@ -15,14 +15,14 @@ import numpy as np
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from ..ros.messages import FAILED_ROIS_KEY, OK, WARN, fill_image_msg, format_rois
-from ..ros.params import camera_namespace, output_topic
+from ..ros.health import FAILED_ROIS_KEY, Level, format_rois
+from ..ros.messages import fill_image_msg
+from ..ros.topics import camera_namespace, output_topic
 
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
 DIAG_TYPE = 'diagnostic_msgs/msg/DiagnosticArray'
 STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
-RESTORED_SUFFIX, MASK_SUFFIX = 'image_restored', 'restoration_mask'
 
 _T = TYPESTORE.types
 Image, Header, Time = _T[IMAGE_TYPE], _T['std_msgs/msg/Header'], _T['builtin_interfaces/msg/Time']
@@ -37,11 +37,7 @@ class BagError(RuntimeError):
 # --- topics and time -------------------------------------------------------------------------------
 def output_topics(topic: str) -> tuple[str, str]:
     """(restored image topic, restoration mask topic) of a camera, named as restore_node names them."""
-    return output_topic(topic, RESTORED_SUFFIX), output_topic(topic, MASK_SUFFIX)
-
-
-def is_output_topic(topic: str) -> bool:
-    return topic.rpartition('/')[2] in (RESTORED_SUFFIX, MASK_SUFFIX, 'restoration_uncertainty')
+    return output_topic(topic, 'image_restored'), output_topic(topic, 'restoration_mask')
 
 
 def frame_id_for(topic: str) -> str:
@@ -69,8 +65,8 @@ def image_msg(array: np.ndarray, encoding: str, header):
 
 def failure_diagnostics(header, topic: str, rois, whole_frame: bool = False):
     """DiagnosticArray in the node's contract: hardware_id = image topic, WARN + failed_rois 'x,y,w,h;...'
-    for a damaged frame, OK (no ROIs) for a healthy one."""
-    level = WARN if (rois or whole_frame) else OK
+    for a damaged frame, STALE for a whole failed frame, OK (no ROIs) for a healthy one."""
+    level = Level.STALE if whole_frame else (Level.WARN if rois else Level.OK)
     status = DiagnosticStatus(level=level, name=f'smcvae_bag_eval: {topic}',
                               message='injected patch failure' if level else 'ok', hardware_id=topic,
                               values=[KeyValue(key=FAILED_ROIS_KEY, value=format_rois(rois))])
@@ -124,7 +120,7 @@ def check_topics(reader, path, topics, msgtype: str | None = None) -> list[str]:
 
 
 def messages(reader, path, connections=()):
-    """reader.messages() with truncation/corruption turned into a BagError naming the file."""
+    """Yield the reader's (connection, time, data); truncation or corruption becomes a BagError naming the file."""
     n = 0
     try:
         for item in reader.messages(connections=connections):

@@ -9,6 +9,8 @@ import cv2
 import numpy as np
 
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
+# the validation clips when the data folder lies beside the checkout (development machines only)
+SHARED_VAL = Path(__file__).resolve().parents[3] / 'shared' / 'data' / 'val'
 
 
 @dataclass(frozen=True)

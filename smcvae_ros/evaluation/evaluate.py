@@ -97,7 +97,7 @@ class SMCVAEMethod:
 def load_smcvae(model: str | Path | None, backend: str = 'auto', device: str = 'auto',
                 threads: int = 0) -> SMCVAEMethod:
     """threads > 0 limits torch and onnxruntime CPU threads (0: their defaults)."""
-    from ..engine.base import create_backend
+    from ..engine import create_backend
     if threads:
         import torch
         torch.set_num_threads(threads)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..restoration import DetectSettings, RestorationSettings
+from .topics import is_output_topic
 
 RELIABILITY = ('reliable', 'best_effort')
 BACKENDS = ('auto', 'tensorrt', 'torch', 'onnxruntime')
@@ -28,12 +29,15 @@ class Param:
 _RS, _DS = RestorationSettings(), DetectSettings()
 
 PARAMS: tuple[Param, ...] = (
+    Param('autostart', True, 'Configure and activate at start-up (false: wait in unconfigured for a lifecycle '
+          'manager: ros2 lifecycle set <node> configure / activate).'),
     Param('image_topics', ['/camera/image_raw'],
           'Input sensor_msgs/Image topics, one per camera. Outputs replace the last path component: '
           '/ns/image_raw -> /ns/image_restored, /ns/restoration_mask, /ns/restoration_uncertainty.'),
     Param('diagnostics_topic', '/camera_health',
           'DiagnosticArray with one status per camera (hardware_id = image topic or its namespace); '
-          'WARN/ERROR + KeyValue failed_rois="x,y,w,h;..." marks regions failed, STALE the whole frame, OK clears.'),
+          'WARN/ERROR + KeyValue failed_rois="x,y,w,h;..." (at most 256 rectangles, 8192 characters) marks regions '
+          'failed, WARN/ERROR without it a failure that is passed through, STALE the whole frame, OK clears.'),
     Param('model_path', '', "SMCVAE weights (.safetensors, JSON config beside it); '' = the shipped model."),
     Param('backend', 'auto', 'Inference backend; falls back along the auto order if it cannot load.',
           choices=BACKENDS),
@@ -108,16 +112,6 @@ def descriptor(p: Param):
     return d
 
 
-def output_topic(image_topic: str, leaf: str) -> str:
-    """'/ns/image_raw' -> '/ns/<leaf>'; 'image_raw' -> '<leaf>' (relative to the node namespace)."""
-    head, _, _ = image_topic.rpartition('/')
-    return f'{head}/{leaf}' if head or image_topic.startswith('/') else leaf
-
-
-def camera_namespace(image_topic: str) -> str:
-    return image_topic.rpartition('/')[0] or '/'
-
-
 def check(values: dict) -> str | None:
     """Reason why a full set of values is invalid, or None. Ranges and types are enforced by rclpy
     from the descriptors; this checks choices and what spans several parameters."""
@@ -130,7 +124,7 @@ def check(values: dict) -> str | None:
         return f'image_topics must be a non-empty list of topic names, got {topics!r}'
     if len(set(topics)) != len(topics):
         return f'image_topics has duplicates: {topics!r}'
-    if any(t.rpartition('/')[2] in ('image_restored', 'restoration_mask', 'restoration_uncertainty') for t in topics):
+    if any(is_output_topic(t) for t in topics):
         return 'an input topic ends in an output name (image_restored/restoration_mask/restoration_uncertainty)'
     if values['dark_level'] >= values['bright_level']:
         return f'dark_level ({values["dark_level"]}) must be < bright_level ({values["bright_level"]})'

@@ -2,7 +2,6 @@
 validation PSNR every N steps, best checkpoint kept. Weights are safetensors (no pickles)."""
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -10,7 +9,6 @@ import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 from safetensors.torch import load_file, save_file
@@ -18,6 +16,7 @@ from tqdm import tqdm
 
 from ..data.clips import list_clips
 from .pairs import PairDataset, PairSpec, fixed_batch
+from .tile_metrics import pooled_psnr
 from ..model import SMCVAE, SMCVAEConfig, save_model, smcvae_loss
 
 DEFAULTS = {
@@ -77,14 +76,6 @@ def warm_start(model: SMCVAE, weights: str | Path, skip: tuple[str, ...] = ('hea
     return fresh
 
 
-def pooled_psnr(out: torch.Tensor, target: torch.Tensor, failed: torch.Tensor) -> float:
-    """PSNR of 8-bit-quantized tiles over every failed pixel of the batch pooled (as over a frame's
-    holes), so easy tiles cannot dominate as they would in a mean of per-tile PSNRs."""
-    px = failed.expand_as(target) > 0.5
-    mse = (((out * 255).round().clamp(0, 255) - (target * 255).round()) ** 2)[px].double().mean().item()
-    return float('inf') if mse == 0 else float(10 * math.log10(255 ** 2 / mse))
-
-
 def lr_at(step: int, cfg: dict) -> float:
     if step < cfg['warmup']:
         return cfg['lr'] * (step + 1) / cfg['warmup']
@@ -136,7 +127,8 @@ def validate(model: SMCVAE, val: tuple[torch.Tensor, ...], device: torch.device)
 
 
 def train(cfg: dict) -> Path:
-    device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if cfg['device'] == 'auto' else cfg['device'])
+    auto = 'cuda' if torch.cuda.is_available() else 'cpu'
+    device = torch.device(auto if cfg['device'] == 'auto' else cfg['device'])
     if cfg['threads']:
         torch.set_num_threads(int(cfg['threads']))
     torch.manual_seed(cfg['seed'])
