@@ -42,7 +42,7 @@ def test_demo_blocks_cover_the_ratio(rng):
 def test_demo_runs_the_node_on_the_generated_sequence(tiny_model, tmp_path):
     out = tmp_path / 'demo'
     cmd = command('smcvae') + ['demo', '--generated', '--num-frames', '6', '--size', '320x180',
-           '--model', str(tiny_model), '--backend', 'torch', '--out', str(out)]
+                               '--model', str(tiny_model), '--backend', 'torch', '--out', str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=170)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert 'failed-region PSNR over 4 damaged frames' in proc.stdout, proc.stdout

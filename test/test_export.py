@@ -66,7 +66,8 @@ def test_restore_graph_equals_model_forward(default_size_model, val_frames):
     with torch.no_grad():
         expected = model(ref, dmg, mask.bool(), sample=False)['restored']
         assert torch.equal(RestoreGraph(model)(ref, dmg, mask), expected)
-        noise = torch.randn(4, 3, model.cfg.num_patches, model.cfg.latent_dim, generator=torch.Generator().manual_seed(3))
+        noise = torch.randn(4, 3, model.cfg.num_patches, model.cfg.latent_dim,
+                            generator=torch.Generator().manual_seed(3))
         restored, var = RestoreGraph(model)(ref, dmg, mask, noise)
         samples = torch.stack([model.restore(ref, dmg, mask.bool(), noise[:, k])['restored'] for k in range(3)], 1)
         assert torch.allclose(restored, expected, atol=1e-5)   # the Z = M pass shares the encoder pass

@@ -54,13 +54,13 @@ def test_node_restores_on_the_shipped_onnx_without_torch(no_torch, val_frames):
 
 @pytest.fixture
 def disagreeing_model(shipped_model, tmp_path):
-    """The shipped weights and ONNX files with a JSON that says align: none, residual: false."""
+    """The shipped weights and ONNX files with a JSON that says align: none, gate: false."""
     for f in shipped_model.parent.glob(shipped_model.stem + '.*'):
         if f.suffix in ('.safetensors', '.json', '.onnx'):
             shutil.copy(f, tmp_path / f.name)
     weights = tmp_path / shipped_model.name
     cfg = json.loads(weights.with_suffix('.json').read_text())
-    cfg['model'].update(align='none', residual=False)
+    cfg['model'].update(align='none', gate=False)
     weights.with_suffix('.json').write_text(json.dumps(cfg))
     return weights
 
@@ -69,7 +69,7 @@ def test_json_onnx_disagreement_is_a_startup_error(disagreeing_model, shipped_mo
     assert json.loads(onnx_metadata(ensure_onnx(shipped_model))[META_MODEL_CONFIG]) == \
         json.loads(shipped_model.with_suffix('.json').read_text())['model']
     for backend in ('onnxruntime', 'torch', 'auto'):                 # never a fallback, never a silent start
-        with pytest.raises(ModelConfigMismatch, match=r"align: 'flow' -> 'none'.*residual: True -> False"):
+        with pytest.raises(ModelConfigMismatch, match=r"align: 'flow' -> 'none'.*gate: True -> False"):
             create_backend(backend, disagreeing_model, 'cpu', fallback=True, engine_cache_dir=tmp_path / 'cache')
     node = NodeProcess('restore_mismatch', {'model_path': str(disagreeing_model), 'image_topics': [CAM]})
     try:

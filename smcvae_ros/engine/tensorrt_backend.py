@@ -194,7 +194,8 @@ class TensorRTBackend(Backend):
     def warmup(self) -> None:
         s, n = self.img_size, (self.img_size // self.patch_size) ** 2
         for b in sorted({1, self.max_batch}):
-            self._run(np.zeros((b, 3, s, s), np.float32), np.ones((b, 4, s, s), np.float32), np.ones((b, n), np.float32))
+            ref, damaged = np.zeros((b, 3, s, s), np.float32), np.ones((b, 4, s, s), np.float32)
+            self._run(ref, damaged, np.ones((b, n), np.float32))
 
     def _run(self, ref, damaged, patch_mask):
         torch = self._torch
