@@ -39,6 +39,14 @@ def small_bag(tmp_path_factory, val_frames) -> Path:
     return out
 
 
+@pytest.fixture(scope='module')
+def odd_bag(tmp_path_factory, val_frames) -> Path:
+    """8 real frames at 97x63 (odd sizes: failures and tiles fall on no grid) on /cam_front/image_raw."""
+    out = tmp_path_factory.mktemp('bags') / 'small'
+    assert smcvae(['bag-make', str(val_frames[0].parent), str(out), '--max-frames', '8', '--resize', '97x63']) == 0
+    return out
+
+
 def test_grid_to_rois_covers_exactly_the_grid(rng):
     for _ in range(30):
         gh, gw = rng.integers(1, 12, 2)
@@ -118,9 +126,9 @@ def run_eval(bag, out_dir, model, *extra):
                    '--pattern', 'blocks', '--mask-ratio', '0.2', *extra])
 
 
-def test_bag_eval_outputs_and_contract(small_bag, tiny_model, tmp_path):
+def test_bag_eval_outputs_and_contract(odd_bag, tiny_model, tmp_path):
     out = tmp_path / 'ev'
-    assert run_eval(small_bag, out, tiny_model, '--sweep-ratios', '0.2,0.4', '--examples', '2') == 0
+    assert run_eval(odd_bag, out, tiny_model, '--sweep-ratios', '0.2,0.4', '--examples', '2') == 0
     report = json.loads((out / 'report.json').read_text())
     cam = report['cameras']['/cam_front/image_raw']
     assert cam['frames'] == 8 and cam['restored'] + cam['healthy'] + cam['passthrough'] == 8 and cam['restored'] >= 3
@@ -149,9 +157,9 @@ def test_bag_eval_outputs_and_contract(small_bag, tiny_model, tmp_path):
         assert stamp_ns(diag.header) == stamp_ns(raw.header) == stamp_ns(rest.header)
         failure = failure_from_status(diag.status[0])
         assert diag.status[0].hardware_id == '/cam_front/image_raw' and not failure.whole_frame
-        failed = rois_to_mask(failure.rois, 64, 96)
+        failed = rois_to_mask(failure.rois, 63, 97)
         mask = masks.get(stamp_ns(raw.header))
-        m = image_msg_to_array(mask) > 0 if mask is not None else np.zeros((64, 96), bool)
+        m = image_msg_to_array(mask) > 0 if mask is not None else np.zeros((63, 97), bool)
         np.testing.assert_array_equal(m, failed if frames[i]['status'] == 'restored' else np.zeros_like(m))
         a, b = image_msg_to_array(raw), image_msg_to_array(rest)
         np.testing.assert_array_equal(a[~m], b[~m])                      # healthy pixels bit-exact
@@ -159,7 +167,7 @@ def test_bag_eval_outputs_and_contract(small_bag, tiny_model, tmp_path):
 
     # deterministic, and the recorded diagnostics reproduce the injected run exactly
     again = tmp_path / 'again'
-    assert run_eval(small_bag, again, tiny_model, '--examples', '0') == 0
+    assert run_eval(odd_bag, again, tiny_model, '--examples', '0') == 0
     rec = tmp_path / 'rec'
     assert run_eval(out / 'restored_bag', rec, tiny_model, '--use-recorded-diagnostics', '--examples', '0') == 0
     ref = [m for t, _, m in msgs if t == '/cam_front/image_restored']

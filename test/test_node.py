@@ -46,6 +46,23 @@ def test_restores_failed_rois_keeping_healthy_pixels_bit_exact(ros, frames):
     assert bytes(out.data) == bytes(msg.data) and mask is None
 
 
+def test_off_grid_rois_on_an_odd_width_frame_change_only_their_pixels(ros, frames):
+    """ROIs with odd x, y, w, h (on no patch or tile grid) on a 957 x 539 frame (odd sizes, like KITTI's
+    1241): only the ROI pixels change, and the mask marks exactly them."""
+    node, client = ros
+    odd = [np.ascontiguousarray(f[:539, :957]) for f in frames[:2]]
+    rois = [(101, 301, 63, 47), (503, 199, 41, 39), (950, 0, 7, 539)]
+    clear(client, CAM_A, odd[0])
+    client.send_health(CAM_A, CAM_A, rois=rois)
+    dmg = damage(odd[1], rois)
+    msg, out, mask = send(client, CAM_A, dmg)
+    img, roi_px = pixels(out), damage(np.zeros(dmg.shape[:2], np.uint8), rois, 1) > 0
+    assert img.shape == dmg.shape and np.array_equal(mask > 0, roi_px)
+    assert np.array_equal(img[~roi_px], dmg[~roi_px])
+    assert (img[roi_px] != dmg[roi_px]).any(-1).mean() > 0.5
+    client.send_health(CAM_A, CAM_A)
+
+
 def test_stale_reference_passes_through_until_max_age_is_raised(ros, frames):
     node, client = ros
     clear(client, CAM_A, frames[0])
