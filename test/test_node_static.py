@@ -67,13 +67,24 @@ def test_descriptors_carry_types_ranges_and_read_only():
 
 @pytest.mark.parametrize('topic,expected', [('/cam_front/image_raw', '/cam_front/image_restored'),
                                             ('/vehicle/cam/image_raw', '/vehicle/cam/image_restored'),
-                                            ('image_raw', 'image_restored'), ('/image_raw', '/image_restored')])
+                                            ('image_raw', 'image_restored'), ('/image_raw', '/image_restored'),
+                                            ('/cam_front/image_raw/compressed', '/cam_front/image_restored'),
+                                            ('image_raw/compressed', 'image_restored')])
 def test_output_topic(topic, expected):
     assert P.output_topic(topic, 'image_restored') == expected
 
 
+def test_camera_input_and_namespace():
+    assert P.camera_input('/cam_front/image_raw/compressed') == (True, '/cam_front/image_raw')
+    assert P.camera_input('/cam_front/image_raw') == (False, '/cam_front/image_raw')
+    assert P.camera_input('/compressed') == (False, '/compressed')
+    assert P.camera_namespace('/cam_front/image_raw/compressed') == '/cam_front'
+
+
 @pytest.mark.parametrize('change,fragment', [({'image_topics': []}, 'non-empty'),
                                              ({'image_topics': ['/a/image_raw', '/a/image_raw']}, 'duplicates'),
+                                             ({'image_topics': ['/a/image_raw', '/a/image_raw/compressed']},
+                                              'duplicates'),
                                              ({'image_topics': ['/a/image_restored']}, 'output name'),
                                              ({'backend': 'cuda'}, 'backend'),
                                              ({'qos_reliability': 'sometimes'}, 'qos_reliability'),

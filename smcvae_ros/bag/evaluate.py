@@ -25,12 +25,11 @@ from ..restoration import FrameResult, RestorationSettings, Restorer
 from ..restoration.frames import failure_mask
 from ..restoration.restorer import INVALID
 from ..restoration.frames import to_rgb
-from ..ros.messages import (MalformedMessage, format_rois, image_msg_to_array, parse_failure_status,
-                            parse_rois)
-from ..ros.params import camera_namespace
+from ..ros.messages import MalformedMessage, decoded_image, format_rois, parse_failure_status, parse_rois
+from ..ros.params import camera_input, camera_namespace
 from .inject import FailureSchedule
-from .io import (DIAG_TYPE, IMAGE_TYPE, BagError, BagWriter, check_topics, deserialize, failure_diagnostics,
-                 image_msg, is_output_topic, messages, open_bag, output_topics, stamp_ns)
+from .io import (DIAG_TYPE, IMAGE_TYPE, BagError, BagWriter, camera_topics, deserialize,
+                 failure_diagnostics, image_msg, messages, open_bag, output_topics, stamp_ns)
 
 log = logging.getLogger(__name__)
 MAX_LEAD_NS = 50_000_000
@@ -47,16 +46,6 @@ class EvalConfig:
     diagnostics_topic: str = '/camera_health'
     max_reference_age_s: float = 2.0
     examples: int = 3                      # side-by-side PNGs per camera
-
-
-def camera_topics(reader, path, requested) -> list[str]:
-    if requested:
-        return check_topics(reader, path, requested, IMAGE_TYPE)
-    cams = sorted({c.topic for c in reader.connections if c.msgtype == IMAGE_TYPE and not is_output_topic(c.topic)})
-    if not cams:
-        types = ', '.join(sorted(f'{c.topic} ({c.msgtype})' for c in reader.connections))
-        raise BagError(f'{path}: no {IMAGE_TYPE} camera topics in bag (topics: {types})')
-    return cams
 
 
 def frame_metrics(original: np.ndarray, restored: dict[str, np.ndarray], failed: np.ndarray) -> dict:
@@ -106,7 +95,7 @@ def evaluate_bag(in_bag, backend, cfg: EvalConfig, out_bag=None, examples_dir=No
                 if conn.topic == cfg.diagnostics_topic and cfg.use_recorded_diagnostics and conn.msgtype == DIAG_TYPE:
                     _apply_recorded(deserialize(data, DIAG_TYPE, conn.topic, in_bag), state)
                 elif conn.topic in state and state[conn.topic].error is None:
-                    row = _process(state[conn.topic], restorer, deserialize(data, IMAGE_TYPE, conn.topic, in_bag),
+                    row = _process(state[conn.topic], restorer, deserialize(data, conn.msgtype, conn.topic, in_bag),
                                    t, cfg, writer, examples_dir, save_example)
                     if row:
                         rows.append(row)
@@ -127,14 +116,17 @@ def _apply_recorded(array, state: dict[str, _Camera]) -> None:
             recorded = ([], False, f'malformed health status: {e}')
         key = '/' + hw.strip().strip('/')  # like the node: the image topic or its namespace
         for cam in state.values():
-            if key in (cam.topic, camera_namespace(cam.topic)):
+            if key in (cam.topic, camera_input(cam.topic)[1], camera_namespace(cam.topic)):
                 cam.recorded = recorded
 
 
 def _process(cam: _Camera, restorer: Restorer, msg, t: int, cfg: EvalConfig, writer, examples_dir, save_example):
     try:
-        image = image_msg_to_array(msg)
+        image, encoding = decoded_image(msg)
     except MalformedMessage as e:
+        if hasattr(msg, 'format'):  # like the node: an undecodable compressed frame is dropped
+            log.warning('%s: undecodable frame dropped (not evaluated, not in the output bag): %s', cam.topic, e)
+            return None
         cam.error = str(e)
         log.error('%s: %s; skipping this camera', cam.topic, e)
         return None
@@ -149,7 +141,7 @@ def _process(cam: _Camera, restorer: Restorer, msg, t: int, cfg: EvalConfig, wri
         if invalid:
             raise ValueError(invalid)
         failed = failure_mask(rois, h, w)
-        res = restorer.process(cam.topic, image, msg.encoding, stamp * 1e-9, failed, whole)
+        res = restorer.process(cam.topic, image, encoding, stamp * 1e-9, failed, whole)
     except ValueError as e:  # the node passes such frames through unchanged and flagged
         res = FrameResult(image, np.zeros((h, w), np.uint8), INVALID, message=str(e))
     latency_ms = (time.perf_counter() - t0) * 1e3
@@ -158,17 +150,17 @@ def _process(cam: _Camera, restorer: Restorer, msg, t: int, cfg: EvalConfig, wri
         if not cfg.use_recorded_diagnostics:
             writer.write_msg(cfg.diagnostics_topic, DIAG_TYPE, t - lead, failure_diagnostics(msg.header, cam.topic, rois))
         restored_topic, mask_topic = output_topics(cam.topic)
-        writer.write_msg(restored_topic, IMAGE_TYPE, t, image_msg(res.image, msg.encoding, msg.header))
+        writer.write_msg(restored_topic, IMAGE_TYPE, t, image_msg(res.image, encoding, msg.header))
         if res.status == 'restored':  # like the node: a mask only where pixels were synthesized
             writer.write_msg(mask_topic, IMAGE_TYPE, t, image_msg(res.mask, 'mono8', msg.header))
     cam.last_t = t
-    original = to_rgb(image, msg.encoding)
+    original = to_rgb(image, encoding)
     row = dict(camera=cam.topic, index=cam.index, stamp=stamp * 1e-9, status=res.status,
                failed_patches=res.failed_patches, failed_fraction=float((res.mask > 0).mean()),
                reference_age_s=res.reference_age_s, latency_ms=latency_ms, mask_ratio=cfg.ratio)
     if res.status == 'restored':
         px = res.mask > 0
-        restored = {'smcvae': to_rgb(res.image, msg.encoding),
+        restored = {'smcvae': to_rgb(res.image, encoding),
                     'copy': copy_reference(cam.reference, np.where(px[..., None], 0, original).astype(np.uint8), px)}
         row.update(frame_metrics(original, restored, px))
         if examples_dir and cam.example_at and cam.index >= cam.example_at[0]:

@@ -20,7 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .baselines import BASELINES
-from ..data.clips import Clip, list_clips, read_rgb_cached
+from ..data.clips import Clip, list_clips
 from .metrics import region_scores
 from ..restoration import RestorationSettings, Restorer
 from ..restoration.frames import grid_to_pixels
@@ -53,8 +53,8 @@ def choose_targets(clips: list[Clip], n: int, max_gap: int, seed: int) -> list[t
     picks = []
     for i in range(n):
         clip = clips[i % len(clips)]
-        lo = min(max_gap, len(clip.frames) - 1)
-        picks.append((clip, int(rng.integers(lo, len(clip.frames)))))
+        lo = min(max_gap, len(clip) - 1)
+        picks.append((clip, int(rng.integers(lo, len(clip)))))
     return picks
 
 
@@ -71,9 +71,9 @@ def build_pairs(targets: list[tuple[Clip, int]], ratio: float, gap: int, pattern
     pairs = []
     for i, (clip, t) in enumerate(targets):
         r = max(0, t - gap)
-        target = read_rgb_cached(str(clip.frames[t]))
+        target = clip.read(t)
         failed = pair_failure_mask(*target.shape[:2], patch, ratio, pattern, seed, i)
-        pairs.append(EvalPair(i, clip.name, t, r, gap, ratio, read_rgb_cached(str(clip.frames[r])), target, failed))
+        pairs.append(EvalPair(i, clip.name, t, r, gap, ratio, clip.read(r), target, failed))
     return pairs
 
 

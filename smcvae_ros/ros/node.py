@@ -23,17 +23,19 @@ from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
 from ..engine.base import Backend, create_backend
 from ..restoration import Restorer
 from ..restoration.frames import failure_mask
 from . import params as P
 from .diagnostics import CameraStats, Failure, camera_status
-from .messages import CHANNELS, MalformedMessage, fill_image_msg, image_msg_to_array, parse_failure_status
+from .messages import (CHANNELS, MalformedMessage, decode_compressed, fill_image_msg, image_msg_to_array,
+                       parse_failure_status)
 
 THROTTLE_S = 5.0
 UNSUPPORTED, INVALID, ERROR = 'passthrough_unsupported_encoding', 'passthrough_invalid', 'passthrough_error'
+UNDECODABLE = 'undecodable'     # a CompressedImage that cannot be decoded: nothing is published for it
 
 
 def _norm(topic: str) -> str:
@@ -48,6 +50,7 @@ def _stamp_s(msg) -> float:
 class Camera:
     topic: str                      # input topic, fully resolved
     namespace: str
+    camera_topic: str = ''          # the topic without /compressed (= topic for raw Image input)
     pub_image: object = None
     pub_mask: object = None
     pub_uncertainty: object = None
@@ -88,18 +91,21 @@ class RestoreNode(Node):
         qos_out = QoSProfile(depth=depth, reliability=self._reliability('qos_reliability'))
         for topic in self.values['image_topics']:
             resolved = self.resolve_topic_name(topic)
-            cam = Camera(resolved, P.camera_namespace(resolved))
+            compressed, camera_topic = P.camera_input(resolved)
+            cam = Camera(resolved, P.camera_namespace(resolved), camera_topic)
             cam.pub_image, cam.pub_mask, cam.pub_uncertainty = (
                 self.create_publisher(Image, P.output_topic(topic, leaf), qos_out)
                 for leaf in ('image_restored', 'restoration_mask', 'restoration_uncertainty'))
             events = SubscriptionEventCallbacks(incompatible_qos=lambda e, t=resolved: self._incompatible(t, e))
-            self.create_subscription(Image, topic, lambda m, c=cam: self._on_image(c, m), qos_in,
-                                     event_callbacks=events)
+            on_msg = self._on_compressed if compressed else self._on_image
+            self.create_subscription(CompressedImage if compressed else Image, topic,
+                                     lambda m, c=cam, f=on_msg: f(c, m), qos_in, event_callbacks=events)
             self.cameras.append(cam)
             log.info(f'{resolved} -> {cam.pub_image.topic_name}')
         by_id = {}
         for cam in self.cameras:
             by_id.setdefault(_norm(cam.topic), cam)
+            by_id.setdefault(_norm(cam.camera_topic), cam)
             by_id.setdefault(_norm(cam.namespace), cam)
         self._by_hardware_id = by_id
         self.create_subscription(DiagnosticArray, self.values['diagnostics_topic'], self._on_health, 10)
@@ -137,6 +143,20 @@ class RestoreNode(Node):
         self.get_logger().info('parameters updated: ' + ', '.join(f'{p.name}={p.value!r}' for p in parameters))
 
     # --- inputs -------------------------------------------------------------------------------
+    def _on_compressed(self, cam: Camera, msg: CompressedImage) -> None:
+        """Decode to a raw Image (header kept) and handle it like one; undecodable data is counted,
+        flagged in /diagnostics and not published (it cannot be passed through as a raw frame)."""
+        try:
+            array, encoding = decode_compressed(msg.format, msg.data)
+        except MalformedMessage as e:
+            with self._cv:
+                cam.stats.frames_in += 1
+                cam.stats.frames_undecodable += 1
+                cam.stats.last_status, cam.stats.last_message = UNDECODABLE, str(e)
+            self.get_logger().warning(f'{cam.topic}: {e}; frame dropped', throttle_duration_sec=THROTTLE_S)
+            return
+        self._on_image(cam, fill_image_msg(Image(), array, encoding, msg.header))
+
     def _on_image(self, cam: Camera, msg: Image) -> None:
         t = time.monotonic()
         with self._cv:

@@ -29,8 +29,9 @@ _RS, _DS = RestorationSettings(), DetectSettings()
 
 PARAMS: tuple[Param, ...] = (
     Param('image_topics', ['/camera/image_raw'],
-          'Input sensor_msgs/Image topics, one per camera. Outputs replace the last path component: '
-          '/ns/image_raw -> /ns/image_restored, /ns/restoration_mask, /ns/restoration_uncertainty.'),
+          'Input topics, one per camera: sensor_msgs/Image, or sensor_msgs/CompressedImage (jpeg/png) for a '
+          'topic ending in /compressed. Outputs (raw Image) replace the last path component of the camera '
+          'topic: /ns/image_raw[/compressed] -> /ns/image_restored, /ns/restoration_mask, /ns/restoration_uncertainty.'),
     Param('diagnostics_topic', '/camera_health',
           'DiagnosticArray with one status per camera (hardware_id = image topic or its namespace); '
           'WARN/ERROR + KeyValue failed_rois="x,y,w,h;..." marks regions failed, STALE the whole frame, OK clears.'),
@@ -101,14 +102,27 @@ def descriptor(p: Param):
     return d
 
 
+COMPRESSED_SUFFIX = '/compressed'
+
+
+def camera_input(topic: str) -> tuple[bool, str]:
+    """Input topic -> (compressed, camera topic): '/ns/image_raw/compressed' is the CompressedImage
+    transport of camera '/ns/image_raw'; any other topic is a raw Image camera topic itself."""
+    if topic.endswith(COMPRESSED_SUFFIX) and len(topic) > len(COMPRESSED_SUFFIX):
+        return True, topic[:-len(COMPRESSED_SUFFIX)]
+    return False, topic
+
+
 def output_topic(image_topic: str, leaf: str) -> str:
-    """'/ns/image_raw' -> '/ns/<leaf>'; 'image_raw' -> '<leaf>' (relative to the node namespace)."""
+    """'/ns/image_raw' (or its '/ns/image_raw/compressed') -> '/ns/<leaf>'; 'image_raw' -> '<leaf>'
+    (relative to the node namespace)."""
+    image_topic = camera_input(image_topic)[1]
     head, _, _ = image_topic.rpartition('/')
     return f'{head}/{leaf}' if head or image_topic.startswith('/') else leaf
 
 
 def camera_namespace(image_topic: str) -> str:
-    return image_topic.rpartition('/')[0] or '/'
+    return camera_input(image_topic)[1].rpartition('/')[0] or '/'
 
 
 def check(values: dict) -> str | None:
@@ -121,9 +135,10 @@ def check(values: dict) -> str | None:
     topics = values.get('image_topics', [])
     if not topics or any(not t or t.endswith('/') for t in topics):
         return f'image_topics must be a non-empty list of topic names, got {topics!r}'
-    if len(set(topics)) != len(topics):
-        return f'image_topics has duplicates: {topics!r}'
-    if any(t.rpartition('/')[2] in ('image_restored', 'restoration_mask', 'restoration_uncertainty') for t in topics):
+    cameras = [camera_input(t)[1] for t in topics]
+    if len(set(cameras)) != len(cameras):
+        return f'image_topics has duplicates (a camera and its /compressed count as one): {topics!r}'
+    if any(t.rpartition('/')[2] in ('image_restored', 'restoration_mask', 'restoration_uncertainty') for t in cameras):
         return 'an input topic ends in an output name (image_restored/restoration_mask/restoration_uncertainty)'
     if values['dark_level'] >= values['bright_level']:
         return f'dark_level ({values["dark_level"]}) must be < bright_level ({values["bright_level"]})'

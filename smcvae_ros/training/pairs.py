@@ -11,7 +11,7 @@ import torch
 
 from ..restoration.align import align_reference
 from ..restoration.masks import make_mask, patch_mask_to_pixels
-from ..data.clips import Clip, read_rgb_cached
+from ..data.clips import Clip
 
 
 @dataclass
@@ -31,9 +31,9 @@ class PairSpec:
 def make_sample(clips: list[Clip], spec: PairSpec, rng: np.random.Generator,
                 ratio: float | None = None, gap: int | None = None) -> dict[str, np.ndarray]:
     """One sample: ref (aligned), damaged, target (S,S,3) uint8 and mask (N,) bool."""
-    weights = np.array([len(c.frames) for c in clips], float)
+    weights = np.array([len(c) for c in clips], float)
     clip = clips[rng.choice(len(clips), p=weights / weights.sum())]
-    n = len(clip.frames)
+    n = len(clip)
     if gap is None:
         gaps = np.arange(spec.gap[0], spec.gap[1] + 1)
         w = gaps.astype(float) ** -spec.gap_power
@@ -41,7 +41,7 @@ def make_sample(clips: list[Clip], spec: PairSpec, rng: np.random.Generator,
     g = int(gap)
     g = min(g, n - 1)
     t = int(rng.integers(g, n))
-    ref, tgt = read_rgb_cached(str(clip.frames[t - g])), read_rgb_cached(str(clip.frames[t]))
+    ref, tgt = clip.read(t - g), clip.read(t)
     s = float(rng.uniform(*spec.scale))
     p, ctx = spec.patch_size, spec.img_size + 2 * spec.margin
     h, w = tgt.shape[:2]
