@@ -57,6 +57,13 @@ def _rank_worker(rank: int, world: int, port: int, out: str) -> None:
     model = D.wrap(SMCVAE(TINY).train(), d)
     batch = [t[rank * B:(rank + 1) * B] for t in fixed_samples(world * B)]
     grads = gradients(model, batch)
+    D.check_same('a shared value', 5, d)
+    try:
+        D.check_same('the resumed step', rank, d)
+        raise AssertionError('ranks with different values were not detected')
+    except RuntimeError as e:
+        assert 'disagree on the resumed step' in str(e)
+    assert D.any_rank(rank == 1, d) and not D.any_rank(False, d)
     if d.is_main:
         save_file(grads, out)
     D.barrier(d)

@@ -91,6 +91,17 @@ def any_rank(flag: bool, d: Dist) -> bool:
     return bool(t.item())
 
 
+def check_same(name: str, value: int, d: Dist) -> None:
+    """Raise on every rank when ranks disagree on `value` (e.g. the resumed step: out_dir not shared)."""
+    if not d.enabled:
+        return
+    t = torch.tensor([value, -value], dtype=torch.float64, device=d.device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    if t[0].item() != -t[1].item():
+        raise RuntimeError(f'ranks disagree on {name} (rank {d.rank}: {value}, range {-t[1].item():g}..'
+                           f'{t[0].item():g}); every rank must see the same out_dir (a shared filesystem)')
+
+
 def barrier(d: Dist) -> None:
     if d.enabled:
         dist.barrier()

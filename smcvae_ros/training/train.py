@@ -149,6 +149,7 @@ def train(cfg: dict) -> Path:
         step, best = load_checkpoint(ckpt, model, opt)
         if d.is_main:
             print(f'resumed from {ckpt} at step {step} (best val PSNR {best:.2f} dB)')
+    D.check_same('the resumed step', step, d)
     ddp = D.wrap(model, d)          # forward/backward through DDP; `model` is the same parameters
     if d.is_main:
         val_spec = PairSpec(**{**asdict(spec), 'pattern': 'random', 'scale': (1.0, 1.0), 'flip': False,
