@@ -62,7 +62,10 @@ def decode_compressed(fmt: str, data) -> tuple[np.ndarray, str]:
     buf = np.frombuffer(data, np.uint8) if not isinstance(data, np.ndarray) else data.view(np.uint8).reshape(-1)
     if buf.size == 0:
         raise MalformedMessage(f'empty {codec} data')
-    img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    try:
+        img = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error as e:
+        raise MalformedMessage(f'undecodable {codec} data ({buf.size} bytes): {e}') from None
     if img is None:
         raise MalformedMessage(f'undecodable {codec} data ({buf.size} bytes)')
     if img.dtype != np.uint8:

@@ -30,8 +30,9 @@ DEFAULTS = {
     'train_dir': '../shared/data/train', 'val_dir': '../shared/data/val', 'out_dir': 'runs/smcvae',
     'steps': 20000, 'batch_size': 32, 'lr': 4e-4, 'weight_decay': 0.05, 'warmup': 300,
     'val_every': 500, 'val_samples': 256, 'ckpt_every': 250, 'seed': 0, 'workers': 1,
-    'device': 'auto', 'time_limit_min': 0.0, 'threads': 0, 'frame_cache_mb': 1024,
+    'device': 'auto', 'time_limit_min': 0.0, 'threads': 0,
     'model': {}, 'data': {},
+    'frame_cache_mb': 1024,     # decoded-frame LRU per process (data/clips.py)
 }
 
 
