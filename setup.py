@@ -19,7 +19,7 @@ setup(
     ],
     install_requires=['setuptools', 'numpy', 'opencv-python-headless', 'safetensors', 'pyyaml', 'tqdm'],
     extras_require={
-        'test': ['pytest', 'pytest-timeout', 'onnx', 'onnxruntime', 'rosbags'],
+        'test': ['pytest', 'pytest-timeout', 'onnx', 'onnxruntime', 'rosbags', 'matplotlib', 'colcon-common-extensions'],
         'bag': ['rosbags'],
         'onnx': ['onnx', 'onnxruntime'],
         'train': ['tensorboard', 'matplotlib'],

@@ -1,8 +1,11 @@
 """restore_node latency at 1280x720 rgb8 over DDS (loopback, reliable QoS).
 
 1. Pass-through: healthy frames through restore_node vs through a bare rclpy relay node (ratio).
-2. Restoration of ~10% block-shaped failed patches: node end-to-end latency and failed-region PSNR,
-   vs cv2.inpaint (Telea) on the same mask, and vs copying the reference frame.
+2. Restoration of ~10% failed rectangular blocks (24-120 px a side, anywhere: on no grid): the node's
+   end-to-end round trip and failed-region PSNR vs cv2.inpaint (Telea) on the same frames and masks,
+   timed in the same run, and vs the flow-warp / blend baselines.
+3. Per-stage breakdown of a restored frame (decode, align, tile, infer, merge, publish), the same
+   code as the node (Restorer + message conversion) run in-process on the same frames and masks.
 
     .venv/bin/python bench/node_latency.py [--frames 40] [--model PATH] [--size 1280x720]
 """
@@ -18,13 +21,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from smcvae_ros.cli.demo import SHARED_VAL, failure_blocks
-from smcvae_ros.restoration.frames import grid_to_rois
-from smcvae_ros.engine.base import default_model_path, read_model_config
+from smcvae_ros.cli.demo import SHARED_VAL
+from smcvae_ros.engine.base import create_backend, default_model_path, read_model_config
+from smcvae_ros.evaluation.baselines import blend, flow_warp
 from smcvae_ros.evaluation.metrics import psnr
-from smcvae_ros.restoration.masks import patch_mask_to_pixels
+from smcvae_ros.restoration import RestorationSettings, Restorer, rois_to_mask
+from smcvae_ros.restoration.align import prepare_cues
+from smcvae_ros.restoration.masks import random_rois
 from smcvae_ros.ros.harness import Client, NodeProcess, image_msg, ros_env
-from smcvae_ros.ros.messages import image_msg_to_array
+from smcvae_ros.ros.messages import fill_image_msg, image_msg_to_array
 
 RELAY_IN, RELAY_OUT, NODE_IN = '/relay/image_raw', '/relay/image_restored', '/bench/image_raw'
 
@@ -62,6 +67,31 @@ def stats(ms) -> str:
     return f'{np.median(ms):7.1f} {np.percentile(ms, 90):7.1f}'
 
 
+def stage_breakdown(cases, model: Path, backend: str, flow_scale: float) -> dict[str, list[float]]:
+    """ms per stage for each (reference, damaged, failed) case, through the node's own code."""
+    from sensor_msgs.msg import Image
+    be, _ = create_backend(backend, model, 'cpu')
+    restorer = Restorer(be, RestorationSettings(max_reference_age_s=np.inf, flow_scale=flow_scale))
+    out = {k: [] for k in ('decode', 'align', 'tile', 'infer', 'merge', 'publish', 'total', 'tiles')}
+    for reference, damaged, failed in cases:
+        restorer.reset()
+        restorer.process('c', reference, 'rgb8', 0.0)
+        msg = image_msg(damaged, 'rgb8', 0.1)
+        t0 = time.perf_counter()
+        img = image_msg_to_array(msg)
+        t1 = time.perf_counter()
+        res = restorer.process('c', img, 'rgb8', 0.1, failed)
+        t2 = time.perf_counter()
+        fill_image_msg(Image(), res.image, 'rgb8', msg.header)
+        t3 = time.perf_counter()
+        for k in ('align', 'tile', 'infer', 'merge', 'tiles'):
+            out[k].append(res.timings[k])
+        out['decode'].append(1e3 * (t1 - t0))
+        out['publish'].append(1e3 * (t3 - t2))
+        out['total'].append(1e3 * (t3 - t0))
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--relay', action='store_true', help=argparse.SUPPRESS)
@@ -71,6 +101,7 @@ def main() -> int:
     ap.add_argument('--backend', default='auto')
     ap.add_argument('--ratio', type=float, default=0.1)
     ap.add_argument('--seed', type=int, default=0)
+    ap.add_argument('--flow-scale', type=float, default=1.0, help='the node parameter flow_scale')
     args = ap.parse_args()
     if args.relay:
         relay_main()
@@ -78,11 +109,12 @@ def main() -> int:
     ros_env()
     w, h = (int(v) for v in args.size.split('x'))
     model = Path(args.model) if args.model else default_model_path()
-    patch = read_model_config(model)['patch_size']
+    read_model_config(model)  # fail early on a bad model path
     source, frames = load_frames(max(2, args.frames // 2 + 1), w, h)
     relay = subprocess.Popen([sys.executable, __file__, '--relay'])
     node = NodeProcess('bench_restore_node', {'model_path': str(model), 'backend': args.backend, 'device': 'cpu',
-                                              'image_topics': [NODE_IN], 'diagnostics_period_s': 0.1})
+                                              'image_topics': [NODE_IN], 'diagnostics_period_s': 0.1,
+                                              'flow_scale': args.flow_scale})
     client = Client('bench_client')
     try:
         client.received[RELAY_OUT] = []
@@ -112,26 +144,29 @@ def main() -> int:
             for topic in ((RELAY_IN, NODE_IN) if i % 2 else (NODE_IN, RELAY_IN)):
                 (relay_ms if topic == RELAY_IN else pass_ms).append(1e3 * send(topic, img)[2])
         rng = np.random.default_rng(args.seed)
-        gh, gw = -(-h // patch), -(-w // patch)
-        rest_ms, inner_ms, telea_ms, p_model, p_telea, p_ref, fail_pct = [], [], [], [], [], [], []
+        rest_ms, inner_ms, telea_ms, fail_pct, cases = [], [], [], [], []
+        scores = {k: [] for k in ('smcvae', 'telea', 'flow', 'blend', 'copy')}
         for i in range(len(frames) - 1):
             reference, truth = frames[i], frames[i + 1]
             client.send_health(NODE_IN, NODE_IN)
             send(NODE_IN, reference)
-            grid = failure_blocks(rng, gh, gw, args.ratio)
-            failed = patch_mask_to_pixels(grid, patch)[:h, :w]
-            client.send_health(NODE_IN, NODE_IN, rois=grid_to_rois(grid, patch, h, w))
+            rois = random_rois(rng, h, w, args.ratio)
+            failed = rois_to_mask(rois, h, w)
+            client.send_health(NODE_IN, NODE_IN, rois=rois)
             damaged = np.where(failed[..., None], 0, truth).astype(np.uint8)
             out, _, lat = send(NODE_IN, damaged)
             rest_ms.append(1e3 * lat)
             inner_ms.append(node_latency_ms())
-            p_model.append(psnr(image_msg_to_array(out), truth, failed))
+            scores['smcvae'].append(psnr(image_msg_to_array(out), truth, failed))
             t0 = time.perf_counter()
             telea = cv2.inpaint(damaged, failed.astype(np.uint8) * 255, 3, cv2.INPAINT_TELEA)
             telea_ms.append(1e3 * (time.perf_counter() - t0))
-            p_telea.append(psnr(telea, truth, failed))
-            p_ref.append(psnr(reference, truth, failed))
+            cues = prepare_cues(reference, damaged, failed)
+            for name, img in (('telea', telea), ('flow', flow_warp(reference, damaged, failed, cues)),
+                              ('blend', blend(reference, damaged, failed, cues)), ('copy', reference)):
+                scores[name].append(psnr(img, truth, failed))
             fail_pct.append(100 * failed.mean())
+            cases.append((reference, damaged, failed))
         backend = client.status(NODE_IN).get('backend', '?')
     finally:
         client.close()
@@ -141,16 +176,21 @@ def main() -> int:
             relay.wait(10)
         except subprocess.TimeoutExpired:
             relay.kill()
-    print(f'\nframes: {source}; model {model.name} (patch {patch}); backend {backend}')
-    print(f'{"measurement":<44} {"median":>7} {"p90":>7}  (ms, publish -> output received)')
-    print(f'{"bare rclpy relay, pass-through":<44} {stats(relay_ms)}')
-    print(f'{"restore_node, healthy pass-through":<44} {stats(pass_ms)}')
-    print(f'{"  ratio restore_node / relay (median)":<44} {np.median(pass_ms) / np.median(relay_ms):7.2f}')
-    print(f'{f"restore_node, {np.mean(fail_pct):.1f}% failed (blocks), end-to-end":<44} {stats(rest_ms)}')
-    print(f'{"  of which inside restore_node":<44} {stats(inner_ms)}')
-    print(f'{"cv2.inpaint Telea r=3, same mask (in-process)":<44} {stats(telea_ms)}')
-    print(f'\nfailed-region PSNR (mean over {len(p_model)} frames): SMCVAE node {np.mean(p_model):.2f} dB, '
-          f'Telea {np.mean(p_telea):.2f} dB, reference copy {np.mean(p_ref):.2f} dB')
+    stages = stage_breakdown(cases, model, args.backend, args.flow_scale)
+    print(f'\nframes: {source}; model {model.name}; backend {backend}; flow_scale {args.flow_scale}')
+    print(f'{"measurement":<52} {"median":>7} {"p90":>7}  (ms, publish -> output received)')
+    print(f'{"bare rclpy relay, pass-through":<52} {stats(relay_ms)}')
+    print(f'{"restore_node, healthy pass-through":<52} {stats(pass_ms)}')
+    print(f'{"  ratio restore_node / relay (median)":<52} {np.median(pass_ms) / np.median(relay_ms):7.2f}')
+    print(f'{f"restore_node, {np.mean(fail_pct):.1f}% failed (blocks 24-120 px), round trip":<52} {stats(rest_ms)}')
+    print(f'{"  of which inside restore_node":<52} {stats(inner_ms)}')
+    print(f'{"cv2.inpaint Telea r=3, same frames and masks":<52} {stats(telea_ms)}')
+    print(f'{"  ratio node round trip / Telea (median)":<52} {np.median(rest_ms) / np.median(telea_ms):7.2f}')
+    print(f'\nper-stage breakdown, same frames and masks, in-process ({np.median(stages["tiles"]):.0f} tiles median):')
+    for k in ('decode', 'align', 'tile', 'infer', 'merge', 'publish', 'total'):
+        print(f'  {k:<50} {stats(stages[k])}')
+    print(f'\nfailed-region PSNR (mean over {len(scores["smcvae"])} frames): '
+          + ', '.join(f'{k} {np.mean(v):.2f} dB' for k, v in scores.items()))
     return 0
 
 

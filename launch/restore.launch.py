@@ -4,7 +4,8 @@
     ros2 launch smcvae_ros restore.launch.py namespace:=vehicle backend:=tensorrt \
         image_topics:=/cam_front/image_raw,/cam_rear/image_raw params_file:=/etc/smcvae/restore.yaml
 
-An empty override (the default) leaves the value from params_file in place.
+An empty override (the default) leaves the value from params_file in place; an empty params_file is the
+shipped one; image_topics that names no topic (`,` or `[]`) stops the launch with a message naming it.
 """
 import os
 
@@ -13,31 +14,21 @@ from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
+from smcvae_ros.ros.launch_args import node_parameters
 
 PACKAGE = 'smcvae_ros'
 DEFAULT_PARAMS_FILE = os.path.join(get_package_share_directory(PACKAGE), 'config', 'restore.yaml')
-
-
-def _topics(text: str) -> list:
-    """'/a/image_raw,/b/image_raw' or "['/a/image_raw', '/b/image_raw']" -> list of topics."""
-    return [t.strip().strip('\'"') for t in text.strip().strip('[]').split(',') if t.strip().strip('\'"')]
+ARGUMENTS = ('params_file', 'model_path', 'backend', 'image_topics', 'namespace')
 
 
 def _restore_node(context):
-    arg = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
-    overrides = {}
-    if arg('model_path'):
-        overrides['model_path'] = arg('model_path')
-    if arg('backend'):
-        overrides['backend'] = arg('backend')
-    if arg('image_topics'):
-        overrides['image_topics'] = _topics(arg('image_topics'))
+    values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
     return [Node(
         package=PACKAGE,
         executable='restore_node',
         name='restore_node',
-        namespace=arg('namespace'),
-        parameters=[arg('params_file')] + ([overrides] if overrides else []),
+        namespace=values['namespace'],
+        parameters=node_parameters(values, DEFAULT_PARAMS_FILE),  # the rules: smcvae_ros/ros/launch_args.py
         output='screen',
         emulate_tty=True,
     )]
@@ -46,7 +37,7 @@ def _restore_node(context):
 def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument('params_file', default_value=DEFAULT_PARAMS_FILE,
-                              description='restore_node parameters (ROS params YAML)'),
+                              description="restore_node parameters (ROS params YAML); '' = the shipped one"),
         DeclareLaunchArgument('model_path', default_value='',
                               description="SMCVAE weights (.safetensors); '' keeps params_file's value"),
         DeclareLaunchArgument('backend', default_value='',

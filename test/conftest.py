@@ -15,6 +15,17 @@ if 'SMCVAE_TEST_DOMAIN_ID' not in os.environ:  # one domain per test session, in
 ros_env(int(os.environ['SMCVAE_TEST_DOMAIN_ID']))
 
 REPO = Path(__file__).resolve().parent.parent
+TEST_TIMEOUT_S = 600  # per test, when pytest-timeout is installed (package.xml: python3-pytest-timeout)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """Per-test timeout without making pytest-timeout a hard requirement: `colcon test` must not die on
+    an unknown `--timeout` option where the plugin is missing (the `timeout` marks then do nothing)."""
+    if not config.pluginmanager.hasplugin('timeout'):
+        config.addinivalue_line('markers', 'timeout(seconds): per-test limit (needs pytest-timeout)')
+    elif config.getoption('timeout') is None and 'PYTEST_TIMEOUT' not in os.environ:
+        config.option.timeout = TEST_TIMEOUT_S
 SHARED_DATA = REPO.parent / 'shared' / 'data'
 
 
@@ -26,7 +37,7 @@ def tiny_model(tmp_path_factory) -> Path:
     from smcvae_ros.model import SMCVAE, SMCVAEConfig, save_model
     torch.manual_seed(0)
     cfg = SMCVAEConfig(img_size=32, patch_size=8, enc_dim=32, enc_depth=1, enc_heads=2, dec_dim=32,
-                       dec_depth=1, dec_heads=2, latent_dim=16, residual=True, align='flow')
+                       dec_depth=1, dec_heads=2, latent_dim=16, align='flow')
     model = SMCVAE(cfg)
     with torch.no_grad():  # non-zero head so the model really changes pixels
         model.head.weight.normal_(std=0.01)

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import cv2
@@ -17,6 +16,7 @@ from smcvae_ros.bag.io import (DIAG_TYPE, IMAGE_TYPE, BagWriter, Header, deseria
 from smcvae_ros.cli import main as smcvae
 from smcvae_ros.restoration import rois_to_mask
 from smcvae_ros.restoration.frames import grid_to_pixels
+from smcvae_ros.ros.harness import command
 from smcvae_ros.ros.messages import image_msg_to_array, parse_failure_status
 
 
@@ -53,14 +53,14 @@ def test_grid_to_rois_covers_exactly_the_grid(rng):
 def test_failure_schedule_deterministic_and_ratio_independent():
     def damaged(ratio, seed=3, topic='/a/image_raw'):
         s = FailureSchedule(topic, seed, ratio, 'blocks', damage_prob=0.5)
-        return [s.next(64, 96) for _ in range(40)]
+        return [s.next(241, 321) for _ in range(40)]
     a, b, c = damaged(0.1), damaged(0.1), damaged(0.5)
     assert a == b and a[0] == []
     assert [bool(x) for x in a] == [bool(x) for x in c]   # the same frames are damaged at every ratio
     assert 5 < sum(map(bool, a)) < 35
     assert damaged(0.1, topic='/b/image_raw') != a and damaged(0.1, seed=4) != a
-    assert rois_to_mask(c[next(i for i, x in enumerate(c) if x)], 64, 96).sum() > \
-        rois_to_mask(a[next(i for i, x in enumerate(a) if x)], 64, 96).sum()
+    assert rois_to_mask(c[next(i for i, x in enumerate(c) if x)], 241, 321).sum() > \
+        rois_to_mask(a[next(i for i, x in enumerate(a) if x)], 241, 321).sum()
 
 
 def make_two_camera_bag(tmp_path, storage='sqlite3'):
@@ -219,7 +219,7 @@ def test_bad_input(small_bag, tiny_model, tmp_path, capsys):
 
 
 def _cli(*args):
-    return [sys.executable, '-m', 'smcvae_ros.cli', *args]
+    return command('smcvae') + list(args)
 
 
 def test_play_record_roundtrip(tmp_path, small_bag):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,9 +18,9 @@ import numpy as np
 
 from smcvae_ros.bag.io import IMAGE_TYPE, deserialize, open_bag, stamp_ns
 from smcvae_ros.cli import main as smcvae
+from smcvae_ros.ros.harness import command, params_file
 from smcvae_ros.ros.messages import image_msg_to_array
 
-REPO = Path(__file__).resolve().parent.parent
 FPS, FRAMES, LEAD_S = 2.0, 8, 0.05
 
 
@@ -59,11 +58,11 @@ def test_replay_through_node_matches_offline(tmp_path, val_frames, tiny_model):
     play_s = (FRAMES - 1) / FPS / rate
 
     node_log, rec_log, rec = tmp_path / 'node.log', tmp_path / 'record.log', tmp_path / 'rec'
-    node_cmd = [str(Path(sys.executable).with_name('restore_node')), '--ros-args',
-                '--params-file', str(REPO / 'config' / 'restore.yaml'), '-p', f'model_path:={tiny_model}',
+    node_cmd = command('restore_node') + [
+                '--ros-args', '--params-file', str(params_file()), '-p', f'model_path:={tiny_model}',
                 '-p', "image_topics:=['/cam_front/image_raw']", '-p', 'diagnostics_topic:=/camera_health',
                 '-p', 'backend:=torch', '-p', 'device:=cpu', '-p', 'max_reference_age_s:=2.0']
-    cli = [sys.executable, '-m', 'smcvae_ros.cli']
+    cli = command('smcvae')
     procs = []
     try:
         with open(node_log, 'w') as nl, open(rec_log, 'w') as rl:

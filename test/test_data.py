@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from smcvae_ros.data.clips import list_clips, read_rgb
-from smcvae_ros.training.pairs import PairSpec, fixed_batch, make_sample
-from smcvae_ros.restoration.align import align_reference
-from smcvae_ros.restoration.masks import PATTERNS, make_mask, patch_mask_to_pixels
+from smcvae_ros.training.pairs import PairSpec, fixed_batch, frame_tiles, pick_pair
+from smcvae_ros.restoration.align import prepare_cues, telea_fill
+from smcvae_ros.restoration.masks import PATTERNS, PIXEL_PATTERNS, make_mask, patch_mask_to_pixels, pixel_failure_mask
 
 
 def textured(h, w, seed=0):
@@ -51,22 +51,57 @@ def test_patch_mask_to_pixels():
     assert px.shape == (16, 24) and px.sum() == 64 and px[8:, 16:].all()
 
 
+@pytest.mark.parametrize('pattern', PIXEL_PATTERNS + ('mixed',))
+@pytest.mark.parametrize('ratio', [0.1, 0.5, 0.9])
+def test_pixel_masks_ratio_off_grid_and_reproducible(pattern, ratio):
+    a = pixel_failure_mask(np.random.default_rng(3), 121, 203, ratio, pattern)
+    b = pixel_failure_mask(np.random.default_rng(3), 121, 203, ratio, pattern)
+    assert a.shape == (121, 203) and a.dtype == bool and np.array_equal(a, b) and a.any()
+    if pattern != 'mixed':
+        assert abs(a.mean() - ratio) < 0.2, a.mean()
+    with pytest.raises(ValueError, match='unknown pixel mask pattern'):
+        pixel_failure_mask(np.random.default_rng(0), 8, 8, 0.5, 'zigzag')
+
+
+def test_random_cells_fall_on_no_fixed_grid():
+    """Over many draws, cell edges land on every column offset modulo 8 (not only on the patch grid)."""
+    offsets = set()
+    for seed in range(40):
+        m = pixel_failure_mask(np.random.default_rng(seed), 64, 96, 0.5, 'random', cell=16)
+        edges = np.flatnonzero(np.diff(m[:, :].any(0).astype(int) + m[0].astype(int)))
+        offsets |= set(((edges + 1) % 8).tolist())
+    assert len(offsets) == 8
+
+
 def test_flow_alignment_recovers_shift():
     world = textured(160, 220)
     ref, cur = world[:, 0:200].copy(), world[:, 6:206].copy()  # camera moved 6 px right
     failed = np.zeros((160, 200), bool)
     failed[60:100, 80:120] = True
     damaged = np.where(failed[..., None], 0, cur).astype(np.uint8)
-    warped = align_reference(ref, damaged, failed, 'flow')
+    cues = prepare_cues(ref, damaged, failed)
     err_copy = np.abs(ref.astype(int) - cur)[failed].mean()
-    err_warp = np.abs(warped.astype(int) - cur)[failed].mean()
+    err_warp = np.abs(cues.warped.astype(int) - cur)[failed].mean()
     assert err_warp < 0.5 * err_copy
-    assert align_reference(ref, damaged, failed, 'none') is ref
+    np.testing.assert_array_equal(cues.fill[~failed], cur[~failed])     # the fill keeps healthy pixels
+    assert np.abs(cues.fill.astype(int) - cur)[failed].mean() < np.abs(cur.astype(int) - 0)[failed].mean()
+
+
+def test_telea_fill_by_hole_groups_equals_whole_frame_inpaint():
+    world = textured(120, 180)
+    failed = np.zeros((120, 180), bool)
+    failed[30:47, 51:90] = True
+    failed[80:83, 100:133] = True     # its own group
+    failed[49:52, 60:64] = True       # 2 px below the first hole: inpainted with it
+    failed[0:5, 170:180] = True       # at the frame corner
+    whole = cv2.inpaint(world, failed.astype(np.uint8), 3, cv2.INPAINT_TELEA)
+    np.testing.assert_array_equal(telea_fill(world, failed), whole)
 
 
 def test_list_clips_and_read(clip_dir):
     clips = list_clips(clip_dir)
-    assert [c.name for c in clips] == ['a', 'b'] and len(clips[0].frames) == 6
+    assert [c.name for c in clips] == ['a', 'b'] and len(clips[0]) == 6
+    np.testing.assert_array_equal(clips[0].read(0), read_rgb(clips[0].frames[0]))
     assert read_rgb(clips[0].frames[0]).shape == (160, 200, 3)
     with pytest.raises(FileNotFoundError):
         list_clips(clip_dir / 'missing')
@@ -74,23 +109,27 @@ def test_list_clips_and_read(clip_dir):
         read_rgb(clip_dir / 'a' / 'nope.png')
 
 
-def test_make_sample_shapes_and_mask_semantics(clip_dir):
-    spec = PairSpec(img_size=32, patch_size=8, margin=8, gap=(1, 3), scale=(1.0, 1.0))
-    s = make_sample(list_clips(clip_dir), spec, np.random.default_rng(0))
-    assert s['ref'].shape == s['damaged'].shape == s['target'].shape == (32, 32, 3)
-    assert s['mask'].shape == (16,) and s['mask'].any()
-    px = patch_mask_to_pixels(s['mask'].reshape(4, 4), 8)
-    assert (s['damaged'][px] == 0).all()
-    assert np.array_equal(s['damaged'][~px], s['target'][~px])
+def test_frame_tiles_shapes_and_cue_semantics(clip_dir):
+    spec = PairSpec(img_size=32, patch_size=8, gap=(1, 3), scale=(1.0, 1.0), tiles_per_frame=5)
+    rng = np.random.default_rng(0)
+    tiles = frame_tiles(*pick_pair(list_clips(clip_dir), spec, rng), spec, rng)
+    assert len(tiles) == 5
+    for t in tiles:
+        assert t['ref'].shape == t['target'].shape == (32, 32, 3) and t['damaged'].shape == (32, 32, 4)
+        failed = t['damaged'][..., 3] == 255
+        assert failed.any() and set(np.unique(t['damaged'][..., 3])) <= {0, 255}
+        np.testing.assert_array_equal(t['damaged'][..., :3][~failed], t['target'][~failed])
 
 
 def test_fixed_batch_is_reproducible(clip_dir):
-    spec = PairSpec(img_size=32, patch_size=8, margin=8, scale=(1.0, 1.0))
+    spec = PairSpec(img_size=32, patch_size=8, scale=(1.0, 1.0), tiles_per_frame=2)
     a = fixed_batch(list_clips(clip_dir), spec, 4, seed=5, ratio=0.5, gap=2)
     b = fixed_batch(list_clips(clip_dir), spec, 4, seed=5, ratio=0.5, gap=2)
     for x, y in zip(a, b):
         assert x.shape[0] == 4 and __import__('torch').equal(x, y)
-    assert (a[3].float().mean(1) == 0.5).all()
+    ref, dmg, tgt, mask = a
+    assert ref.shape == (4, 3, 32, 32) and dmg.shape == (4, 4, 32, 32) and mask.shape == (4, 16)
+    assert bool(mask.any(1).all())
 
 
 # --- clip sources: videos, rosbag2 topics, lists of sources, bounded memory ------------------------

@@ -2,7 +2,6 @@
 import csv
 import math
 import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -13,6 +12,7 @@ from smcvae_ros.restoration import rois_to_mask
 from smcvae_ros.restoration.frames import grid_to_rois
 from smcvae_ros.restoration.masks import make_mask, patch_mask_to_pixels
 from smcvae_ros.data.synthetic import generate_sequence
+from smcvae_ros.ros.harness import command
 
 
 def test_generated_sequence_is_deterministic_and_moves():
@@ -39,7 +39,7 @@ def test_failure_blocks_cover_the_ratio(rng):
 @pytest.mark.timeout(180)
 def test_demo_runs_the_node_on_the_generated_sequence(tiny_model, tmp_path):
     out = tmp_path / 'demo'
-    cmd = [sys.executable, '-m', 'smcvae_ros.cli', 'demo', '--generated', '--num-frames', '6', '--size', '320x180',
+    cmd = command('smcvae') + ['demo', '--generated', '--num-frames', '6', '--size', '320x180',
            '--model', str(tiny_model), '--backend', 'torch', '--out', str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=170)
     assert proc.returncode == 0, proc.stdout + proc.stderr

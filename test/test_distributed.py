@@ -21,6 +21,7 @@ from smcvae_ros.data.clips import list_clips
 from smcvae_ros.data.synthetic import generate_sequence
 from smcvae_ros.model import SMCVAE, SMCVAEConfig, load_model, smcvae_loss
 from smcvae_ros.training import distributed as D
+from smcvae_ros.training.pairs import tile_patch_mask
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = SMCVAEConfig(img_size=32, patch_size=8, enc_dim=32, enc_depth=1, enc_heads=2, dec_dim=32, dec_depth=1,
@@ -29,20 +30,22 @@ B = 3   # per-rank batch
 
 
 def fixed_samples(n: int):
-    """n reproducible samples; every sample has the same number of failed patches, so a rank's pooled
-    reconstruction loss is an equal-weight mean like the full batch's (the KL term is a plain mean)."""
+    """n reproducible tiles; every tile has the same number of failed pixels (6 whole patches), so a
+    rank's pooled reconstruction loss is an equal-weight mean like the full batch's (KL: a plain mean)."""
     g = torch.Generator().manual_seed(7)
-    ref, dmg, tgt = (torch.rand(n, 3, 32, 32, generator=g) for _ in range(3))
-    mask = torch.zeros(n, 16, dtype=torch.bool)
+    ref, fill, tgt = (torch.rand(n, 3, 32, 32, generator=g) for _ in range(3))
+    failed = torch.zeros(n, 16)
     for i in range(n):
-        mask[i, torch.randperm(16, generator=g)[:6]] = True
-    return ref, dmg, tgt, mask
+        failed[i, torch.randperm(16, generator=g)[:6]] = 1.0
+    failed_px = failed.reshape(n, 1, 4, 4).repeat_interleave(8, 2).repeat_interleave(8, 3)
+    dmg = torch.cat([fill, failed_px], 1)
+    return ref, dmg, tgt, tile_patch_mask(failed_px, 8)
 
 
 def gradients(model, batch) -> dict[str, torch.Tensor]:
     ref, dmg, tgt, mask = batch
     out = model(ref, dmg, mask, sample=False)       # Z = M: no per-sample noise to differ between runs
-    loss, _ = smcvae_loss(out, tgt, mask, TINY.patch_size, TINY.beta)
+    loss, _ = smcvae_loss(out, tgt, dmg, TINY.patch_size, TINY.beta)
     loss.backward()
     core = D.unwrap(model)
     return {k: p.grad.detach().clone() for k, p in core.named_parameters() if p.grad is not None}

@@ -7,12 +7,11 @@ import numpy as np
 import pytest
 
 from smcvae_ros import cli
-from smcvae_ros.evaluation.baselines import BASELINES, copy_reference, flow_warp
+from smcvae_ros.evaluation.baselines import BASELINES, blend, copy_reference, flow_warp, telea_inpaint
 from smcvae_ros.data.clips import list_clips
 from smcvae_ros.evaluation.evaluate import build_pairs, choose_targets, load_smcvae, pair_failure_mask
 from smcvae_ros.evaluation.metrics import psnr
-from smcvae_ros.restoration.frames import grid_to_pixels, patch_grid
-from smcvae_ros.restoration.masks import make_mask, patch_mask_to_pixels
+from smcvae_ros.restoration.frames import rois_to_mask
 
 
 def texture(rng, h, w):
@@ -44,7 +43,7 @@ def clip_dir(tmp_path_factory):
 
 def damaged_case(rng, ratio=0.3, pattern='blocks'):
     ref, target = shifted_pair(rng)
-    failed = patch_mask_to_pixels(make_mask(rng, 16, 20, ratio, pattern), 8)
+    failed = rois_to_mask([(13, 9, 37, 21), (70, 61, 45, 33), (121, 3, 17, 90)], 128, 160)
     return ref, np.where(failed[..., None], 0, target).astype(np.uint8), failed, target
 
 
@@ -64,18 +63,22 @@ def test_flow_baseline_beats_copy_on_shifted_frame(rng):
     assert flow_db > copy_db + 5, (flow_db, copy_db)
 
 
-def test_masks_are_whole_patches_reproducible_and_gap_independent(clip_dir):
-    m = pair_failure_mask(40, 68, 8, 0.5, 'random', seed=1, index=2)
-    grid = patch_grid(m, 8)
-    assert grid.shape == (5, 9) and abs(grid.mean() - 0.5) < 0.03
-    np.testing.assert_array_equal(grid_to_pixels(grid, 8, 40, 68), m)   # whole patches, edge ones cropped
-    np.testing.assert_array_equal(m, pair_failure_mask(40, 68, 8, 0.5, 'random', seed=1, index=2))
-    assert not np.array_equal(m, pair_failure_mask(40, 68, 8, 0.5, 'random', seed=2, index=2))
+def test_blend_is_the_mean_of_telea_and_flow(rng):
+    ref, damaged, failed, _ = damaged_case(rng)
+    t, f, b = (fn(ref, damaged, failed).astype(int) for fn in (telea_inpaint, flow_warp, blend))
+    assert np.abs(b - (t + f) / 2)[failed].max() <= 0.5
+
+
+def test_masks_are_reproducible_and_gap_independent(clip_dir):
+    m = pair_failure_mask(40, 68, 0.5, 'random', seed=1, index=2)
+    assert m.shape == (40, 68) and abs(m.mean() - 0.5) < 0.2
+    np.testing.assert_array_equal(m, pair_failure_mask(40, 68, 0.5, 'random', seed=1, index=2))
+    assert not np.array_equal(m, pair_failure_mask(40, 68, 0.5, 'random', seed=2, index=2))
     clips = list_clips(clip_dir)
     targets = choose_targets(clips, 4, 3, seed=0)
     assert targets == choose_targets(clips, 4, 3, seed=0)
     assert [c.name for c, _ in targets] == ['a', 'b', 'a', 'b'] and all(t >= 3 for _, t in targets)
-    g1, g3 = build_pairs(targets, 0.5, 1, 'random', 8, 0), build_pairs(targets, 0.5, 3, 'random', 8, 0)
+    g1, g3 = build_pairs(targets, 0.5, 1, 'random', 0), build_pairs(targets, 0.5, 3, 'random', 0)
     for p1, p3 in zip(g1, g3):
         np.testing.assert_array_equal(p1.failed, p3.failed)             # same holes at every gap
         np.testing.assert_array_equal(p1.target, p3.target)
@@ -84,7 +87,7 @@ def test_masks_are_whole_patches_reproducible_and_gap_independent(clip_dir):
 
 def test_smcvae_method_keeps_healthy_pixels(tiny_model, clip_dir):
     method = load_smcvae(tiny_model, 'torch', 'cpu')
-    pair = build_pairs(choose_targets(list_clips(clip_dir), 1, 3, 0), 0.3, 3, 'blocks', 8, 0)[0]
+    pair = build_pairs(choose_targets(list_clips(clip_dir), 1, 3, 0), 0.3, 3, 'blocks', 0)[0]
     out = method(pair.ref, pair.damaged, pair.failed)
     np.testing.assert_array_equal(out[~pair.failed], pair.target[~pair.failed])
     assert not np.array_equal(out[pair.failed], pair.damaged[pair.failed])
@@ -105,12 +108,13 @@ def test_eval_cli_end_to_end(tiny_model, clip_dir, tmp_path, capsys):
         assert (out / name).stat().st_size > 0, name
     assert cv2.imread(str(out / 'examples.png')) is not None
     samples = read_rows(out / 'samples.csv')
-    assert len(samples) == 4 * 2 * 4   # settings (0.3,3) (0.7,3) (0.5,1) (0.5,3) x 2 pairs x 4 methods
+    assert len(samples) == 4 * 2 * 5   # settings (0.3,3) (0.7,3) (0.5,1) (0.5,3) x 2 pairs x 5 methods
     ratio_rows = read_rows(out / 'ratio_sweep.csv')
     assert {(r['ratio'], r['gap']) for r in ratio_rows} == {('0.3', '3'), ('0.7', '3')}
-    assert {r['method'] for r in ratio_rows} == {'copy', 'telea', 'flow', 'smcvae'}
+    assert {r['method'] for r in ratio_rows} == {'copy', 'telea', 'flow', 'blend', 'smcvae'}
     summary = (out / 'summary.md').read_text()
     assert 'SMCVAE' in summary and 'Telea inpaint' in summary and 'ratio 0.7' in summary
+    assert 'SMCVAE - best baseline (dB)' in summary
     assert summary in capsys.readouterr().out
     # same seed, fewer settings: the shared settings get the same pairs, masks and numbers
     rerun = args[:5] + ['--ratios', '0.3', '--gaps', '3'] + args[9:] + ['--examples', '0', '--out', str(tmp_path / 'b')]
@@ -119,7 +123,7 @@ def test_eval_cli_end_to_end(tiny_model, clip_dir, tmp_path, capsys):
         (r['ratio'], r['gap'], r['pair'], r['method'], r['psnr_masked'], r['ssim_frame'])
         for r in rows if r['gap'] == '3' and r['ratio'] in ('0.3', '0.5'))
     again = read_rows(tmp_path / 'b' / 'samples.csv')
-    assert len(again) == 2 * 2 * 4 and metrics(again) == metrics(samples)
+    assert len(again) == 2 * 2 * 5 and metrics(again) == metrics(samples)
 
 
 def test_eval_cli_errors(tiny_model, tmp_path):
@@ -137,7 +141,7 @@ def test_ablate_tiny_budget(clip_dir, tmp_path):
             '--clips', str(clip_dir), '--pairs', '2', '--config', '', *tiny]
     assert cli.main(argv) == 0
     table = read_rows(tmp_path / 'ablation.csv')
-    assert [r['variant'] for r in table] == ['base', 'no_reparam', 'copy', 'telea', 'flow']
+    assert [r['variant'] for r in table] == ['base', 'no_reparam', 'copy', 'telea', 'flow', 'blend']
     for r in table[:2]:
         info = json.loads((tmp_path / r['variant'] / 'ablation_train.json').read_text())
         assert info['steps'] == 2 and int(r['params']) == info['params'] > 0

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from smcvae_ros.evaluation.metrics import masked_psnr_batch, psnr, ssim
+from smcvae_ros.evaluation.metrics import psnr, ssim
+from smcvae_ros.training.train import pooled_psnr
 
 
 def test_psnr_known_values():
@@ -44,12 +45,12 @@ def test_ssim_mask_selects_region(rng):
     assert ssim(img, damaged, right) < 0.9
 
 
-def test_masked_psnr_batch_matches_psnr(rng):
+def test_pooled_psnr_matches_psnr(rng):
     tgt = rng.integers(0, 256, (2, 3, 16, 16)).astype(np.float32) / 255
     pred = np.clip(tgt + rng.normal(0, 0.05, tgt.shape), 0, 1).astype(np.float32)
-    mask = torch.zeros(2, 4, dtype=torch.bool)
-    mask[:, 0] = True  # the top-left 8x8 patch
-    got = masked_psnr_batch(torch.from_numpy(pred), torch.from_numpy(tgt), mask, 8)
+    failed = torch.zeros(2, 1, 16, 16)
+    failed[:, :, :8, :8] = 1  # the top-left 8x8 patch
+    got = pooled_psnr(torch.from_numpy(pred), torch.from_numpy(tgt), failed)
     px = np.zeros((2, 16, 16), bool)
     px[:, :8, :8] = True
     to8 = lambda x: np.round(x * 255).transpose(0, 2, 3, 1)  # noqa: E731

@@ -6,6 +6,7 @@ import pytest
 import yaml
 
 from smcvae_ros.ros import params as P
+from smcvae_ros.ros.launch_args import LaunchArgumentError, node_parameters, parse_topics
 
 REPO = Path(__file__).resolve().parent.parent
 LAUNCH = REPO / 'launch' / 'restore.launch.py'
@@ -31,10 +32,13 @@ def test_launch_starts_restore_node_with_shipped_params_file():
                if isinstance(a, ast.Assign) and isinstance(a.targets[0], ast.Name)}
     package = kw['package']
     assert _const(package) == 'smcvae_ros' or _const(assigns.get(getattr(package, 'id', ''))) == 'smcvae_ros'
-    assert 'params_file' in ast.unparse(kw['parameters'])
+    params_call = kw['parameters']  # the argument rules live in smcvae_ros/ros/launch_args.py, tested below
+    assert getattr(params_call.func, 'id', None) == 'node_parameters'
+    assert ast.unparse(params_call.args[1]) == 'DEFAULT_PARAMS_FILE'
     # the params_file argument defaults to share/smcvae_ros/config/restore.yaml
     args = {_const(c.args[0]): {k.arg: k.value for k in c.keywords} for c in _calls(tree, 'DeclareLaunchArgument')}
     assert {'params_file', 'model_path', 'backend', 'image_topics', 'namespace'} <= set(args)
+    assert set(ast.literal_eval(assigns['ARGUMENTS'])) == set(args)  # every declared argument reaches node_parameters
     default = ast.unparse(assigns[args['params_file']['default_value'].id])
     assert "'config'" in default and "'restore.yaml'" in default and 'get_package_share_directory(PACKAGE)' in default
     assert _const(assigns['PACKAGE']) == 'smcvae_ros'
@@ -91,3 +95,47 @@ def test_camera_input_and_namespace():
                                              ({'dark_level': 200, 'bright_level': 100}, 'dark_level')])
 def test_check_rejects(change, fragment):
     assert fragment in P.check({**P.defaults(), **change})
+
+
+@pytest.mark.parametrize('args,expected', [
+    ({}, []),
+    ({'params_file': '', 'model_path': '', 'backend': '', 'image_topics': ''}, []),
+    ({'image_topics': '/a/image_raw,/b/image_raw'}, [{'image_topics': ['/a/image_raw', '/b/image_raw']}]),
+    ({'image_topics': "['/a/image_raw', ' /b/image_raw']"}, [{'image_topics': ['/a/image_raw', '/b/image_raw']}]),
+    ({'image_topics': '/a/image_raw,'}, [{'image_topics': ['/a/image_raw']}]),
+    ({'backend': 'torch', 'model_path': ' /m/x.safetensors '},
+     [{'backend': 'torch', 'model_path': '/m/x.safetensors'}]),
+])
+def test_launch_arguments_to_node_parameters(args, expected):
+    """Empty arguments keep the shipped params file's values; given ones become overrides the node accepts."""
+    params = node_parameters(args, str(CONFIG))
+    assert params == [str(CONFIG)] + expected
+    values = yaml.safe_load(CONFIG.read_text())['/**']['ros__parameters']
+    assert P.check({**values, **(expected[0] if expected else {})}) is None
+
+
+@pytest.mark.parametrize('text', [',', ' , ', '[]', "['']", '[,]', "' '"])
+def test_launch_image_topics_naming_no_topic_is_an_error_naming_the_argument(text):
+    assert parse_topics(text) == []
+    with pytest.raises(LaunchArgumentError, match=r"image_topics:=.*names no topic"):
+        node_parameters({'image_topics': text}, str(CONFIG))
+
+
+def test_launch_params_file_empty_is_shipped_one_and_missing_file_is_an_error(tmp_path):
+    assert node_parameters({'params_file': '  '}, str(CONFIG)) == [str(CONFIG)]
+    own = tmp_path / 'mine.yaml'
+    own.write_text(CONFIG.read_text())
+    assert node_parameters({'params_file': str(own)}, str(CONFIG)) == [str(own)]
+    with pytest.raises(LaunchArgumentError, match='params_file'):
+        node_parameters({'params_file': str(tmp_path / 'missing.yaml')}, str(CONFIG))
+
+
+def test_launch_args_import_only_the_standard_library():
+    """`ros2 launch` runs the launch file in the ros2 CLI's Python (apt), which need not see the venv's
+    torch/onnxruntime: importing the argument rules must load nothing outside the standard library."""
+    import subprocess
+    import sys
+    code = ('import sys; before = set(sys.modules); import smcvae_ros.ros.launch_args; '
+            'print(sorted({m.split(".")[0] for m in set(sys.modules) - before} - set(sys.stdlib_module_names)))')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['smcvae_ros']"

@@ -26,7 +26,8 @@ def overrides(clips, out, steps):
     return [f'train_dir={clips / "train"}', f'val_dir={clips / "val"}', f'out_dir={out}', f'steps={steps}',
             'batch_size=4', 'val_every=3', 'val_samples=4', 'ckpt_every=2', 'workers=0', 'warmup=2',
             'model.img_size=32', 'model.enc_dim=32', 'model.enc_depth=1', 'model.enc_heads=2', 'model.dec_dim=32',
-            'model.dec_depth=1', 'model.dec_heads=2', 'model.latent_dim=16', 'data.margin=8', 'data.gap=[1,2]']
+            'model.dec_depth=1', 'model.dec_heads=2', 'model.latent_dim=16', 'data.gap=[1,2]',
+            'data.tiles_per_frame=4', 'data.shuffle_buffer=8']
 
 
 def test_train_resume_and_outputs(clips, tmp_path):
@@ -52,3 +53,24 @@ def test_config_overrides_and_errors(tmp_path):
     cfg_file.write_text('bogus: 1\n')
     with pytest.raises(ValueError, match='unknown training config key'):
         load_config(str(cfg_file), [])
+
+
+def test_warm_start_copies_matching_tensors_and_widens_the_stem(tmp_path):
+    import torch
+
+    from smcvae_ros.model import SMCVAE, SMCVAEConfig, save_model
+    from smcvae_ros.training.train import warm_start
+    small = dict(img_size=32, enc_dim=32, enc_depth=1, enc_heads=2, dec_dim=32, dec_depth=1, dec_heads=2, latent_dim=16)
+    src = SMCVAE(SMCVAEConfig(**small))
+    state = src.state_dict()
+    state['encoder.stem.net.0.weight'] = state['encoder.stem.net.0.weight'][:, :3].clone()  # an older 3-channel stem
+    from safetensors.torch import save_file
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / 'old.safetensors'))
+    dst = SMCVAE(SMCVAEConfig(**small))
+    fresh = warm_start(dst, tmp_path / 'old.safetensors')
+    assert set(fresh) == {'head.weight', 'head.bias', 'gate.weight', 'gate.bias'}
+    assert torch.equal(dst.encoder.blocks[0].attn.qkv.weight, src.encoder.blocks[0].attn.qkv.weight)
+    stem = dst.encoder.stem.net[0].weight
+    assert torch.equal(stem[:, :3], state['encoder.stem.net.0.weight']) and not stem[:, 3].any()
+    assert not dst.head.weight.any()
+    del save_model

@@ -56,9 +56,9 @@ def frame_metrics(original: np.ndarray, restored: dict[str, np.ndarray], failed:
 
 
 class _Camera:
-    def __init__(self, topic: str, cfg: EvalConfig, patch: int, n_frames: int):
+    def __init__(self, topic: str, cfg: EvalConfig, n_frames: int):
         self.topic = topic
-        self.schedule = FailureSchedule(topic, cfg.seed, cfg.ratio, cfg.pattern, cfg.damage_prob, patch)
+        self.schedule = FailureSchedule(topic, cfg.seed, cfg.ratio, cfg.pattern, cfg.damage_prob)
         self.recorded: tuple = ([], False, None)  # latest recorded (rois, whole_frame, invalid reason)
         self.reference: np.ndarray | None = None        # last healthy RGB frame (the copy baseline's source)
         self.last_t: int | None = None
@@ -83,7 +83,7 @@ def evaluate_bag(in_bag, backend, cfg: EvalConfig, out_bag=None, examples_dir=No
             raise BagError(f'{in_bag}: already has {cfg.diagnostics_topic}; pass --use-recorded-diagnostics '
                            'to use it or --diagnostics-topic to inject on another topic')
         counts = {c.topic: c.msgcount for c in reader.connections}
-        state = {t: _Camera(t, cfg, backend.patch_size, counts[t]) for t in cams}
+        state = {t: _Camera(t, cfg, counts[t]) for t in cams}
         replaced = {o for t in cams for o in output_topics(t)}  # outputs of an earlier run are rewritten
         writer = BagWriter(out_bag, storage, overwrite) if out_bag else None
         with writer or nullcontext():
@@ -156,7 +156,7 @@ def _process(cam: _Camera, restorer: Restorer, msg, t: int, cfg: EvalConfig, wri
     cam.last_t = t
     original = to_rgb(image, encoding)
     row = dict(camera=cam.topic, index=cam.index, stamp=stamp * 1e-9, status=res.status,
-               failed_patches=res.failed_patches, failed_fraction=float((res.mask > 0).mean()),
+               failed_pixels=res.failed_pixels, failed_fraction=float((res.mask > 0).mean()),
                reference_age_s=res.reference_age_s, latency_ms=latency_ms, mask_ratio=cfg.ratio)
     if res.status == 'restored':
         px = res.mask > 0

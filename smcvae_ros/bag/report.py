@@ -11,7 +11,7 @@ import numpy as np
 
 METRICS = ('psnr_failed', 'ssim_failed', 'psnr_frame', 'ssim_frame')
 METHODS = ('smcvae', 'copy')
-FRAME_FIELDS = ['camera', 'index', 'stamp', 'mask_ratio', 'status', 'failed_patches', 'failed_fraction',
+FRAME_FIELDS = ['camera', 'index', 'stamp', 'mask_ratio', 'status', 'failed_pixels', 'failed_fraction',
                 'reference_age_s', 'latency_ms'] + [f'{m}_{k}' for m in METRICS for k in METHODS]
 
 

@@ -87,7 +87,7 @@ def restore_files(jobs, restorer) -> list[tuple[Path, str, int]]:
         out_p.parent.mkdir(parents=True, exist_ok=True)
         if not cv2.imwrite(str(out_p), res.image):
             raise RestoreError(f'cannot write {out_p} (unknown image extension?)')
-        done.append((out_p, res.status, res.failed_patches))
+        done.append((out_p, res.status, res.failed_pixels))
     return done
 
 

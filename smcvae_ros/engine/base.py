@@ -2,8 +2,9 @@
 
 A backend restores batches of model-size tiles:
     restore(ref, damaged, patch_mask) -> restored
-with ref/damaged/restored float32 (B,3,S,S) in [0,1] and patch_mask bool (B,N), True = failed.
-Healthy patches of `damaged` come back unchanged (the model's merge, eq. 16).
+with ref (B,3,S,S) the aligned reference, damaged (B,4,S,S) the Telea-filled frame + failed-pixel
+channel, restored (B,3,S,S), float32 in [0,1], and patch_mask bool (B,N), True where a patch holds
+a failed pixel. Healthy pixels of `damaged` come back unchanged (the model's merge, eq. 16).
 """
 from __future__ import annotations
 
@@ -60,14 +61,15 @@ class Backend:
         self.align = cfg.get('align', 'none')
 
     def restore(self, ref: np.ndarray, damaged: np.ndarray, patch_mask: np.ndarray) -> np.ndarray:
-        if ref.shape != damaged.shape or ref.ndim != 4:
-            raise ValueError(f'ref {ref.shape} and damaged {damaged.shape} must both be (B,3,S,S)')
+        if ref.ndim != 4 or ref.shape[1] != 3 or damaged.shape != (ref.shape[0], 4) + ref.shape[2:]:
+            raise ValueError(f'ref {ref.shape} must be (B,3,S,S) and damaged {damaged.shape} (B,4,S,S)')
         outs = [self._run(ref[i:i + self.max_batch], damaged[i:i + self.max_batch], patch_mask[i:i + self.max_batch])
                 for i in range(0, ref.shape[0], self.max_batch)]
-        return np.concatenate(outs) if outs else np.zeros_like(damaged)
+        return np.concatenate(outs) if outs else np.zeros_like(ref)
 
     def restore_with_uncertainty(self, ref, damaged, patch_mask, samples: int):
-        """(mean restored, per-pixel variance (B,1,S,S)); backends without sampling raise BackendError."""
+        """(restored with Z = M, per-pixel variance (B,1,S,S) over `samples` latent samples);
+        backends without sampling raise BackendError."""
         raise BackendError(f'{self.name} backend has no sampling path')
 
     def _run(self, ref: np.ndarray, damaged: np.ndarray, patch_mask: np.ndarray) -> np.ndarray:
@@ -115,9 +117,11 @@ def smoke_run(backend: Backend) -> None:
     """One tile through a freshly loaded backend: one that loads but cannot run is skipped too."""
     s, n = backend.img_size, (backend.img_size // backend.patch_size) ** 2
     tile = np.full((1, 3, s, s), 0.5, np.float32)
+    damaged = np.concatenate([tile, np.zeros((1, 1, s, s), np.float32)], axis=1)
+    damaged[0, 3, :backend.patch_size, :backend.patch_size] = 1.0
     mask = np.zeros((1, n), bool)
     mask[0, 0] = True
-    out = backend.restore(tile, tile, mask)
+    out = backend.restore(tile, damaged, mask)
     if out.shape != tile.shape or not np.isfinite(out).all():
         raise BackendError(f'{backend.describe()} smoke run gave {out.shape} / non-finite output')
 

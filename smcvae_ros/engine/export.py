@@ -1,10 +1,12 @@
 """ONNX export of the SMCVAE restore graph, its verification, and the weights <-> ONNX consistency.
 
 Graph I/O (all float32, batch axis dynamic):
-    ref (B,3,S,S), damaged (B,3,S,S) in [0,1]; patch_mask (B,N) float, > 0.5 = failed
-    [sampling graph only: noise (B,N,D') standard normal]  ->  restored (B,3,S,S)
+    ref (B,3,S,S) aligned reference, damaged (B,4,S,S) fill + failed pixels, in [0,1];
+    patch_mask (B,N) float, > 0.5 = patch holds a failed pixel  ->  restored (B,3,S,S)
+    sampling graph: + noise (B,K,N,D') standard normal (K dynamic)  ->  restored, variance (B,1,S,S)
 The patch mask is float (not bool) so every binding of the TensorRT engine is FP32.
-The deterministic graph uses Z = M; the sampling graph Z = M + S * noise (uncertainty path).
+The deterministic graph uses Z = M; the sampling graph runs the encoder once and the decoder for
+Z = M and the K samples Z = M + S * noise_k in one batch (uncertainty path).
 The sha256 of the weights is stored in the ONNX metadata_props; an ONNX whose recorded hash does not
 match the weights is never used (it is re-exported into the cache dir).
 """
@@ -22,8 +24,6 @@ import torch.nn as nn
 
 from ..model import SMCVAE, load_model
 from ..model.io import file_sha256
-from ..model.patches import patchify
-from ..model.smcvae import PIXEL_MEAN, PIXEL_STD
 from .base import BackendError
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 DEFAULT_OPSET = 17            # >= 17: LayerNorm is one LayerNormalization op (TensorRT keeps it in FP32)
 INPUTS = ('ref', 'damaged', 'patch_mask')
 OUTPUT = 'restored'
+VARIANCE = 'variance'
 META_WEIGHTS_SHA = 'smcvae_weights_sha256'
 META_SAMPLING = 'smcvae_sampling'
 TOLERANCE = 1e-4              # max abs error ONNX Runtime vs PyTorch, fp32
@@ -45,16 +46,9 @@ class RestoreGraph(nn.Module):
         self.model = model
 
     def forward(self, ref, damaged, patch_mask, noise=None):
-        m, cfg = self.model, self.model.cfg
-        mask = patch_mask > 0.5
-        ref_n, dmg_n = (ref - PIXEL_MEAN) / PIXEL_STD, (damaged - PIXEL_MEAN) / PIXEL_STD
-        u1, u2 = m.encode(ref_n, dmg_n, mask)
-        mean, scale = m.latent_params(u1, u2)
-        z = mean if noise is None or scale is None else mean + scale * noise
-        pred = m.decode(z, u1)
-        if cfg.residual:
-            pred = pred + patchify(ref_n, cfg.patch_size)
-        return m.merge(pred, damaged, mask)
+        if noise is None:
+            return self.model.restore(ref, damaged, patch_mask > 0.5)['restored']
+        return self.model.restore_samples(ref, damaged, patch_mask > 0.5, noise)
 
 
 def onnx_path_for(weights: str | Path, sampling: bool = False) -> Path:
@@ -66,9 +60,10 @@ def onnx_path_for(weights: str | Path, sampling: bool = False) -> Path:
 def example_inputs(cfg, batch: int = 2, sampling: bool = False, seed: int = 0) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(seed)
     s, n = cfg.img_size, cfg.num_patches
-    ref, dmg = torch.rand(batch, 3, s, s, generator=g), torch.rand(batch, 3, s, s, generator=g)
-    mask = (torch.rand(batch, n, generator=g) < 0.3).float()
-    return (ref, dmg, mask) + ((torch.randn(batch, n, cfg.latent_dim, generator=g),) if sampling else ())
+    ref, dmg = torch.rand(batch, 3, s, s, generator=g), torch.rand(batch, 4, s, s, generator=g)
+    dmg[:, 3] = (dmg[:, 3] < 0.3).float()
+    mask = (torch.nn.functional.max_pool2d(dmg[:, 3:4], cfg.patch_size).flatten(1) > 0).float()
+    return (ref, dmg, mask) + ((torch.randn(batch, 3, n, cfg.latent_dim, generator=g),) if sampling else ())
 
 
 def export_onnx(weights: str | Path, out: str | Path | None = None, opset: int = DEFAULT_OPSET,
@@ -86,7 +81,10 @@ def export_onnx(weights: str | Path, out: str | Path | None = None, opset: int =
     model = load_model(weights, 'cpu')
     graph = RestoreGraph(model).eval()
     names = list(INPUTS) + (['noise'] if sampling else [])
-    dynamic = {n: {0: 'batch'} for n in names + [OUTPUT]}
+    outputs = [OUTPUT] + ([VARIANCE] if sampling else [])
+    dynamic = {n: {0: 'batch'} for n in names + outputs}
+    if sampling:
+        dynamic['noise'] = {0: 'batch', 1: 'samples'}
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(suffix='.onnx', dir=out.parent)
     os.close(fd)
@@ -96,7 +94,7 @@ def export_onnx(weights: str | Path, out: str | Path | None = None, opset: int =
             warnings.simplefilter('ignore', DeprecationWarning)       # the legacy exporter, chosen on purpose
             # dynamo=True needs onnxscript; the TorchScript exporter gives the same ops at opset 17
             torch.onnx.export(graph, example_inputs(model.cfg, sampling=sampling), tmp, input_names=names,
-                              output_names=[OUTPUT], dynamic_axes=dynamic, opset_version=opset, dynamo=False,
+                              output_names=outputs, dynamic_axes=dynamic, opset_version=opset, dynamo=False,
                               do_constant_folding=True)
         proto = onnx.load(tmp)
         onnx.checker.check_model(proto)
@@ -158,7 +156,7 @@ def verification_batch(cfg, clips: str | Path | None = None, n: int = 8, seed: i
         from ..data.clips import list_clips
         from ..training.pairs import PairSpec, fixed_batch
         spec = PairSpec(img_size=cfg.img_size, patch_size=cfg.patch_size, align=cfg.align)
-        ref, dmg, _, mask = fixed_batch(list_clips(root), spec, n, seed, ratio=0.3)
+        ref, dmg, _, mask = fixed_batch(list_clips(root), spec, n, seed, ratio=0.3, gap=3)
         return ref, dmg, mask.float(), 'real tiles from ' + str(root)
     if require_real:
         raise BackendError(f'no clip folder at {root} for the check on real tiles (pass --clips)')
@@ -178,13 +176,14 @@ def verify_onnx(onnx_file: str | Path, weights: str | Path, clips: str | Path | 
     feeds = {'ref': ref.numpy(), 'damaged': dmg.numpy(), 'patch_mask': mask.numpy()}
     noise = None
     if 'noise' in {i.name for i in sess.get_inputs()}:
-        noise = torch.randn(ref.shape[0], model.cfg.num_patches, model.cfg.latent_dim,
+        noise = torch.randn(ref.shape[0], 3, model.cfg.num_patches, model.cfg.latent_dim,
                             generator=torch.Generator().manual_seed(1))
         feeds['noise'] = noise.numpy()
     with torch.no_grad():
-        expected = graph(ref, dmg, mask, noise).numpy()
-    got = sess.run([OUTPUT], feeds)[0]
-    err = float(np.abs(got - expected).max())
+        expected = graph(ref, dmg, mask, noise)
+    expected = [t.numpy() for t in (expected if noise is not None else (expected,))]
+    got = sess.run([o.name for o in sess.get_outputs()], feeds)
+    err = max(float(np.abs(g - e).max()) for g, e in zip(got, expected))
     if not err <= tol:
         raise BackendError(f'ONNX export check failed: max abs error {err:.3e} > {tol:.0e} on {source}')
     return err, source

@@ -2,13 +2,32 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 
 from .base import Backend, BackendError
-from .export import OUTPUT, ensure_onnx
+from .export import DEFAULT_CACHE, OUTPUT, VARIANCE, ensure_onnx
 
 log = logging.getLogger(__name__)
+
+
+def quantized_onnx(onnx_path, cache_dir=None) -> Path:
+    """Dynamic int8 quantization (weights int8, activations quantized per batch at run time) of
+    the fp32 graph, cached beside it (or in cache_dir) under the fp32 file's sha256."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from ..model.io import file_sha256
+    src = Path(onnx_path)
+    cache = Path(cache_dir or DEFAULT_CACHE) / 'onnx'
+    out = cache / f'{src.stem}-{file_sha256(src)[:16]}.int8.onnx'
+    if not out.is_file():
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_suffix('.tmp')
+        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
+        tmp.replace(out)
+        log.info('quantized %s -> %s (dynamic int8)', src.name, out)
+    return out
 
 
 class OnnxRuntimeBackend(Backend):
@@ -22,9 +41,12 @@ class OnnxRuntimeBackend(Backend):
             device = 'cuda' if 'CUDAExecutionProvider' in available else 'cpu'
         if device.startswith('cuda') and 'CUDAExecutionProvider' not in available:
             raise BackendError(f'CUDA requested but onnxruntime has no CUDAExecutionProvider ({available})')
-        super().__init__(model_path, device, 'fp32', max_batch)  # the exported graph is fp32
+        int8 = precision == 'int8' and device == 'cpu'
+        super().__init__(model_path, device, 'int8' if int8 else 'fp32', max_batch)  # the exported graph is fp32
         self._ort, self._cache_dir = ort, engine_cache_dir
         self.onnx_path = onnx_path or ensure_onnx(self.model_path, engine_cache_dir)
+        if int8:
+            self.onnx_path = quantized_onnx(self.onnx_path, engine_cache_dir)
         self._opts = ort.SessionOptions()
         self._opts.intra_op_num_threads = int(intra_op_threads)  # 0 = onnxruntime's default
         # no busy-waiting between runs: the node's other threads (alignment, ROS) need the cores
@@ -49,15 +71,19 @@ class OnnxRuntimeBackend(Backend):
         return self.session.run([OUTPUT], self._feeds(ref, damaged, patch_mask))[0]
 
     def restore_with_uncertainty(self, ref, damaged, patch_mask, samples: int, seed: int | None = None):
-        """K latent samples through the sampling graph -> mean image and variance map (B,1,S,S)."""
+        """One run of the sampling graph (encoder once, decoder for Z = M and K samples) ->
+        (restored with Z = M, variance map (B,1,S,S))."""
         if self._sampling is None:
             self._sampling = self._session(ensure_onnx(self.model_path, self._cache_dir, sampling=True))
         latent = int(dict(self._sampling.get_modelmeta().custom_metadata_map)['smcvae_latent_dim'])
         rng = np.random.default_rng(seed)
-        feeds = self._feeds(ref, damaged, patch_mask)
-        outs = []
-        for _ in range(samples):
-            feeds['noise'] = rng.standard_normal((ref.shape[0], patch_mask.shape[1], latent), dtype=np.float32)
-            outs.append(self._sampling.run([OUTPUT], feeds)[0])
-        outs = np.stack(outs)
-        return outs.mean(0), outs.var(0).mean(1, keepdims=True)
+        outs, vars_ = [], []
+        for i in range(0, ref.shape[0], self.max_batch):
+            sl = slice(i, i + self.max_batch)
+            feeds = self._feeds(ref[sl], damaged[sl], patch_mask[sl])
+            feeds['noise'] = rng.standard_normal((feeds['ref'].shape[0], samples, patch_mask.shape[1], latent),
+                                                 dtype=np.float32)
+            out, var = self._sampling.run([OUTPUT, VARIANCE], feeds)
+            outs.append(out)
+            vars_.append(var)
+        return np.concatenate(outs), np.concatenate(vars_)

@@ -38,7 +38,9 @@ def import_tensorrt():
 def profile_shapes(profile: tuple[int, int, int], img_size: int, num_patches: int) -> dict[str, tuple]:
     """Input name -> (min, opt, max) shapes of the optimization profile (batch dimension only varies)."""
     def shape(name, b):
-        return (b, num_patches) if name == 'patch_mask' else (b, 3, img_size, img_size)
+        if name == 'patch_mask':
+            return (b, num_patches)
+        return (b, 4 if name == 'damaged' else 3, img_size, img_size)
     return {n: tuple(shape(n, b) for b in profile) for n in INPUTS}
 
 
@@ -190,7 +192,7 @@ class TensorRTBackend(Backend):
     def warmup(self) -> None:
         s, n = self.img_size, (self.img_size // self.patch_size) ** 2
         for b in sorted({1, self.max_batch}):
-            self._run(np.zeros((b, 3, s, s), np.float32), np.zeros((b, 3, s, s), np.float32), np.ones((b, n), np.float32))
+            self._run(np.zeros((b, 3, s, s), np.float32), np.ones((b, 4, s, s), np.float32), np.ones((b, n), np.float32))
 
     def _run(self, ref, damaged, patch_mask):
         torch = self._torch

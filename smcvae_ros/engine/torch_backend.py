@@ -32,5 +32,7 @@ class TorchBackend(Backend):
     @torch.inference_mode()
     def restore_with_uncertainty(self, ref, damaged, patch_mask, samples: int):
         r, d, m = self._tensors(ref, damaged, patch_mask)
-        mean, var = self.model.sample_stats(r, d, m.bool(), k=samples)
-        return mean.float().cpu().numpy(), var.float().cpu().numpy()
+        outs = [self.model.sample_stats(r[i:i + self.max_batch], d[i:i + self.max_batch],
+                                        m[i:i + self.max_batch].bool(), k=samples)
+                for i in range(0, r.shape[0], self.max_batch)]
+        return tuple(torch.cat(x).float().cpu().numpy() for x in zip(*outs))

@@ -1,11 +1,13 @@
 """`smcvae eval`: SMCVAE against classical baselines on clip folders, at native resolution.
 
 Each pair is a target frame t of a clip and its reference t-g (the last healthy frame, gap g).
-The failure mask is drawn on the 8-px patch grid of the whole frame at ratio r; it depends only on
-(seed, pair, r), so every gap and every method sees the same holes. SMCVAE runs through
-`Restorer` (tiling, per-tile flow alignment, merge) with the chosen backend, exactly as the node
-does; the baselines (smcvae_ros.evaluation.baselines) get the same frames and masks. PSNR and SSIM are
-measured on the failed pixels and on the whole frame.
+The failure mask is drawn on the whole frame at ratio r, at pixel level and off any patch grid
+(`random`: 16-px cells on a randomly shifted grid; `blocks`: 24-120 px rectangles anywhere;
+`rows`: stripes); it depends only on (seed, pair, r, pattern), so every gap and every method sees
+the same holes. SMCVAE runs through `Restorer` (whole-frame cues, tiling, merge) with the chosen
+backend, exactly as the node does; the baselines (evaluation.baselines: copy, Telea, strong
+flow-warp, their mean `blend`) get the same frames and masks. PSNR and SSIM are measured on the
+failed pixels and on the whole frame.
 """
 from __future__ import annotations
 
@@ -23,10 +25,11 @@ from .baselines import BASELINES
 from ..data.clips import Clip, list_clips
 from .metrics import region_scores
 from ..restoration import RestorationSettings, Restorer
-from ..restoration.frames import grid_to_pixels
-from ..restoration.masks import PATTERNS, make_mask
+from ..restoration.align import prepare_cues
+from ..restoration.masks import PIXEL_PATTERNS, pixel_failure_mask
 
-METHODS = ('copy', 'telea', 'flow', 'smcvae')
+METHODS = ('copy', 'telea', 'flow', 'blend', 'smcvae')
+EVAL_CELL = 16   # side of the random-pattern cells (px)
 METRICS = ('psnr_masked', 'ssim_masked', 'psnr_frame', 'ssim_frame')
 
 
@@ -40,7 +43,7 @@ class EvalPair:
     ratio: float
     ref: np.ndarray       # (H,W,3) uint8 RGB
     target: np.ndarray    # ground truth (H,W,3) uint8 RGB
-    failed: np.ndarray    # (H,W) bool, whole failed patches
+    failed: np.ndarray    # (H,W) bool failed pixels
 
     @property
     def damaged(self) -> np.ndarray:
@@ -58,21 +61,19 @@ def choose_targets(clips: list[Clip], n: int, max_gap: int, seed: int) -> list[t
     return picks
 
 
-def pair_failure_mask(height: int, width: int, patch: int, ratio: float, pattern: str, seed: int,
-                      index: int) -> np.ndarray:
-    """(H,W) bool mask of whole failed patches on the frame's patch grid (edge patches cropped)."""
-    rng = np.random.default_rng([seed, index, int(round(ratio * 1000)), PATTERNS.index(pattern)])
-    grid = make_mask(rng, -(-height // patch), -(-width // patch), ratio, pattern)
-    return grid_to_pixels(grid, patch, height, width)
+def pair_failure_mask(height: int, width: int, ratio: float, pattern: str, seed: int, index: int,
+                      cell: int = EVAL_CELL) -> np.ndarray:
+    """(H,W) bool failed pixels of one evaluation pair (pixel_failure_mask, reproducible)."""
+    rng = np.random.default_rng([seed, index, int(round(ratio * 1000)), PIXEL_PATTERNS.index(pattern)])
+    return pixel_failure_mask(rng, height, width, ratio, pattern, cell)
 
 
-def build_pairs(targets: list[tuple[Clip, int]], ratio: float, gap: int, pattern: str, patch: int,
-                seed: int) -> list[EvalPair]:
+def build_pairs(targets: list[tuple[Clip, int]], ratio: float, gap: int, pattern: str, seed: int) -> list[EvalPair]:
     pairs = []
     for i, (clip, t) in enumerate(targets):
         r = max(0, t - gap)
         target = clip.read(t)
-        failed = pair_failure_mask(*target.shape[:2], patch, ratio, pattern, seed, i)
+        failed = pair_failure_mask(*target.shape[:2], ratio, pattern, seed, i)
         pairs.append(EvalPair(i, clip.name, t, r, gap, ratio, clip.read(r), target, failed))
     return pairs
 
@@ -115,10 +116,13 @@ def run_pairs(methods: dict, pairs: list[EvalPair], keep: int = 0, bar: tqdm | N
     rows, kept = [], []
     for pair in pairs:
         dmg, outs = pair.damaged, {}
+        t0 = time.perf_counter()
+        cues = prepare_cues(pair.ref, dmg, pair.failed)   # shared by the baselines; SMCVAE makes its own
+        t_cues = time.perf_counter() - t0
         for name, fn in methods.items():
             t0 = time.perf_counter()
-            out = fn(pair.ref, dmg, pair.failed)
-            dt = time.perf_counter() - t0
+            out = fn(pair.ref, dmg, pair.failed) if name == 'smcvae' else fn(pair.ref, dmg, pair.failed, cues)
+            dt = time.perf_counter() - t0 + (t_cues if name in ('flow', 'blend') else 0.0)
             outs[name] = out
             rows.append({'ratio': pair.ratio, 'gap': pair.gap, 'pair': pair.index, 'clip': pair.clip, 't': pair.t,
                          'ref_t': pair.ref_t, 'method': name, 'seconds': dt, **score(out, pair.target, pair.failed)})
@@ -161,7 +165,7 @@ def sweep_rows(rows: list[dict], sweep: str, settings: list[tuple[float, int]]) 
 
 
 def evaluate(clips_dir: str | Path, out_dir: str | Path, smcvae: SMCVAEMethod, ratios=(0.1, 0.3, 0.5, 0.7, 0.9),
-             gaps=(1, 3, 5, 10), ratio: float = 0.5, gap: int = 3, n_pairs: int = 24, pattern: str = 'random',
+             gaps=(1, 2, 3, 5, 7, 10), ratio: float = 0.5, gap: int = 3, n_pairs: int = 24, pattern: str = 'random',
              seed: int = 0, examples: int = 4, model_name: str = '') -> str:
     """Both sweeps, CSVs, plots, the example grid and summary.md in out_dir; returns the summary."""
     from .report import example_grid, plot_sweep, summary_markdown
@@ -177,7 +181,7 @@ def evaluate(clips_dir: str | Path, out_dir: str | Path, smcvae: SMCVAEMethod, r
     with tqdm(total=len(settings) * n_pairs, desc='eval', unit='pair', dynamic_ncols=True) as bar:
         for r, g in settings:
             bar.set_postfix(ratio=r, gap=g)
-            pairs = build_pairs(targets, r, g, pattern, smcvae.backend.patch_size, seed)
+            pairs = build_pairs(targets, r, g, pattern, seed)
             keep = examples if (r, g) == (ratio, gap) else 0
             new_rows, new_kept = run_pairs(methods, pairs, keep, bar)
             rows += new_rows
@@ -223,18 +227,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser('eval', help='PSNR/SSIM of SMCVAE vs copy, Telea and flow-warp baselines on clip folders')
+    p = sub.add_parser('eval', help='PSNR/SSIM of SMCVAE vs copy, Telea, flow-warp and blend baselines on clip folders')
     p.add_argument('--model', help='weights (.safetensors with its .json); default: the shipped model')
     p.add_argument('--clips', required=True, help='a clip folder or a folder of clip folders (<clip>/<frame>.jpg)')
     p.add_argument('--out', default='eval_out', help='output folder (default: %(default)s)')
     p.add_argument('--ratios', type=_floats, default=(0.1, 0.3, 0.5, 0.7, 0.9),
                    help='mask ratios of the ratio sweep (default: 0.1,0.3,0.5,0.7,0.9)')
-    p.add_argument('--gaps', type=_ints, default=(1, 3, 5, 10), help='frame gaps of the gap sweep (default: 1,3,5,10)')
+    p.add_argument('--gaps', type=_ints, default=(1, 2, 3, 5, 7, 10),
+                   help='frame gaps of the gap sweep (default: 1,2,3,5,7,10)')
     p.add_argument('--ratio', type=float, default=0.5,
                    help='mask ratio held fixed in the gap sweep (default: %(default)s)')
     p.add_argument('--gap', type=int, default=3, help='frame gap held fixed in the ratio sweep (default: %(default)s)')
     p.add_argument('--pairs', type=int, default=24, help='pairs per setting (default: %(default)s)')
-    p.add_argument('--pattern', choices=PATTERNS, default='random', help='failure mask pattern')
+    p.add_argument('--pattern', choices=PIXEL_PATTERNS, default='random',
+                   help='failure mask pattern (random 16-px cells | blocks of 24-120 px | rows), off any grid')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--examples', type=int, default=4, help='rows of the qualitative grid (examples.png)')
     p.add_argument('--backend', choices=('auto', 'torch', 'onnxruntime', 'tensorrt'), default='auto')

@@ -3,9 +3,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import torch
-
-from ..model.patches import patch_to_pixel_mask
 
 
 def psnr(a: np.ndarray, b: np.ndarray, mask: np.ndarray | None = None, peak: float = 255.0) -> float:
@@ -38,13 +35,3 @@ def region_scores(out: np.ndarray, target: np.ndarray, failed: np.ndarray) -> tu
     """(PSNR, SSIM) on the failed pixels, then (PSNR, SSIM) on the whole frame; one SSIM map for both."""
     s = ssim_map(out, target)
     return psnr(out, target, failed), float(s[failed].mean()), psnr(out, target), float(s.mean())
-
-
-def masked_psnr_batch(pred: torch.Tensor, target: torch.Tensor, patch_mask: torch.Tensor, patch: int) -> float:
-    """Failed-region PSNR of a batch of tiles, images in [0,1] quantized to 8 bit. The squared error
-    is pooled over every failed pixel of the batch (as over a frame's holes), so easy tiles with tiny
-    errors cannot dominate the score the way a mean of per-tile PSNRs would."""
-    px = patch_to_pixel_mask(patch_mask.bool(), patch, *target.shape[-2:]).expand_as(target) > 0
-    p8, t8 = (pred * 255).round().clamp(0, 255), (target * 255).round()
-    mse = ((p8 - t8) ** 2)[px].double().mean().item()
-    return float('inf') if mse == 0 else float(10 * np.log10(255 ** 2 / mse))

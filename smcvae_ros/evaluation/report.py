@@ -8,9 +8,10 @@ import numpy as np
 
 from .metrics import psnr
 
-LABELS = {'copy': 'copy reference', 'telea': 'Telea inpaint', 'flow': 'flow warp (DIS)', 'smcvae': 'SMCVAE'}
-BASELINE_NAMES = ('copy', 'telea', 'flow')
-MARKERS = {'copy': 's', 'telea': '^', 'flow': 'D', 'smcvae': 'o'}
+LABELS = {'copy': 'copy reference', 'telea': 'Telea inpaint', 'flow': 'flow warp (DIS)',
+          'blend': 'mean of Telea and flow', 'smcvae': 'SMCVAE'}
+BASELINE_NAMES = ('copy', 'telea', 'flow', 'blend')
+MARKERS = {'copy': 's', 'telea': '^', 'flow': 'D', 'blend': 'v', 'smcvae': 'o'}
 
 
 def _pyplot():
@@ -51,12 +52,12 @@ def _crop(shape: tuple[int, int], size: tuple[int, int] = (160, 256)) -> tuple[s
 
 
 def example_grid(kept: list[dict], path: Path) -> None:
-    """Rows = examples; columns = reference, damaged, copy, Telea, flow, SMCVAE, ground truth.
+    """Rows = examples; columns = reference, damaged, copy, Telea, flow, blend, SMCVAE, ground truth.
     Native-resolution centre crops; each method is labelled with its masked PSNR on the whole frame."""
     if not kept:
         return
     plt = _pyplot()
-    cols = ['reference', 'damaged', 'copy', 'telea', 'flow', 'smcvae', 'ground truth']
+    cols = ['reference', 'damaged', 'copy', 'telea', 'flow', 'blend', 'smcvae', 'ground truth']
     fig, axes = plt.subplots(len(kept), len(cols), figsize=(2.3 * len(cols), 1.6 * len(kept) + 0.4), squeeze=False)
     for row, ex in zip(axes, kept):
         pair = ex['pair']
@@ -97,7 +98,17 @@ def sweep_markdown(table: list[dict], x_key: str) -> list[str]:
             txt = '' if r is None else f"{r['psnr_masked']:.2f} / {r['ssim_masked']:.3f}"
             cells.append(f'**{txt}**' if r is not None and best[x] == m else txt)
         lines.append(_row([LABELS.get(m, m)] + cells))
+    if 'smcvae' in methods:
+        lines.append(_row(['SMCVAE - best baseline (dB)'] + [f'{d:+.2f}' for d in margins(table, x_key).values()]))
     return lines
+
+
+def margins(table: list[dict], x_key: str) -> dict:
+    """Per setting: SMCVAE's masked PSNR minus the best baseline's."""
+    cell = {(r['method'], r[x_key]): r['psnr_masked'] for r in table}
+    xs = list(dict.fromkeys(r[x_key] for r in table))
+    return {x: cell[('smcvae', x)] - max(cell[(m, x)] for m in BASELINE_NAMES if (m, x) in cell)
+            for x in xs if ('smcvae', x) in cell}
 
 
 def headline_markdown(agg: dict[str, dict]) -> list[str]:

@@ -1,13 +1,19 @@
-"""SMCVAE: Siamese Masked Conditional VAE (reference frame A1 + masked frame A2 -> restored A2).
+"""SMCVAE: Siamese Masked Conditional VAE (reference frame A1 + damaged frame A2 -> restored A2).
 
 Structure follows the paper (facebookresearch/mae style, index-free masking):
-  U1 = Enc(X1), U2 = Enc(X2 | visible); mask token at failed positions of U2
+  U1 = Enc(X1), U2 = Enc(X2); the mask token marks the failed positions of U2
   M = W_m [U1,U2] + B_m,  S = softplus(W_s [U1,U2] + B_s) > 0,  Z = M + S * E
   V0 = W_d [Z, U1] + B_d + P_d  ->  L decoder blocks  ->  O = W_o LN(V) + B_o
-  R = X2 on healthy patches (bit-exact), prediction on failed patches (eq. 16).
+  R = X2 on healthy pixels (bit-exact), prediction on failed pixels (eq. 16, per pixel).
 U is concatenated per patch along features, so M, S, Z have one D'-vector per patch.
-With ``residual`` the decoder predicts a correction to the reference pixels (a cheap fill that
-the restoration layer may motion-align), and starts as an exact reference copy (zero-init head).
+
+Inputs are the two cheap cues the restoration layer computes once per frame (restoration.align):
+X1 is the motion-aligned reference (`align: flow`) plus a warp-agreement channel
+exp(-|X1 - fill| / 0.1) (photometric flow confidence on healthy pixels, warp-vs-fill agreement in
+the holes); X2 is the damaged frame with its holes Telea-filled (`fill: telea`; zeros with
+`fill: none`) plus the failed-pixel channel. The decoder predicts, per pixel, a confidence gate
+g between the two cues and a residual: pred = g * X1 + (1 - g) * fill + O (`gate: true`; with
+`gate: false` pred = X1 + O). Both heads start at zero, i.e. at the plain mean of the cues.
 """
 from __future__ import annotations
 
@@ -17,11 +23,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .patches import patch_to_pixel_mask, patchify, unpatchify
+from .patches import patchify, unpatchify
 from .vit import Block, ViTEncoder, init_weights
 
 PIXEL_MEAN = 0.45
 PIXEL_STD = 0.25
+AGREEMENT_SCALE = 0.1
 
 
 @dataclass
@@ -40,15 +47,17 @@ class SMCVAEConfig:
     stem: str = 'conv'          # linear | conv
     encoder: str = 'siamese'    # siamese (shared weights) | dual (ablation)
     latent: str = 'cond'        # cond (paper) | var (decoder sees Z only) | none (no reparameterization)
-    residual: bool = True       # predict a correction over the reference pixels
-    align: str = 'flow'         # how restoration prepares the reference input: none | flow
+    align: str = 'flow'         # reference input: flow (motion-aligned, restoration.align) | none (raw)
+    fill: str = 'telea'         # damaged input's holes: telea (spatial fill) | none (zeros)
+    gate: bool = True           # learned per-pixel confidence between aligned reference and fill
     beta: float = 0.01
 
     def __post_init__(self):
         if self.img_size % self.patch_size:
             raise ValueError('img_size must be a multiple of patch_size')
         for name, allowed in (('encoder', ('siamese', 'dual')), ('latent', ('cond', 'var', 'none')),
-                              ('stem', ('linear', 'conv')), ('align', ('none', 'flow'))):
+                              ('stem', ('linear', 'conv')), ('align', ('none', 'flow')),
+                              ('fill', ('none', 'telea'))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f'{name} must be one of {allowed}, got {getattr(self, name)!r}')
 
@@ -77,7 +86,7 @@ class SMCVAE(nn.Module):
     def __init__(self, cfg: SMCVAEConfig):
         super().__init__()
         self.cfg = cfg
-        d, dl, dd = cfg.enc_dim, cfg.latent_dim, cfg.dec_dim
+        d, dl, dd, pp = cfg.enc_dim, cfg.latent_dim, cfg.dec_dim, cfg.patch_size ** 2
         self.encoder = ViTEncoder(cfg, cfg.grid)
         self.encoder_ref = ViTEncoder(cfg, cfg.grid) if cfg.encoder == 'dual' else None
         self.mask_token = nn.Parameter(torch.zeros(1, 1, d))
@@ -88,23 +97,34 @@ class SMCVAE(nn.Module):
         self.dec_pos = nn.Parameter(torch.zeros(1, cfg.num_patches, dd))      # P_d
         self.dec_blocks = nn.ModuleList(Block(dd, cfg.dec_heads, cfg.mlp_ratio) for _ in range(cfg.dec_depth))
         self.dec_norm = nn.LayerNorm(dd)
-        self.head = nn.Linear(dd, cfg.patch_size ** 2 * cfg.in_chans)         # W_o, B_o
+        self.head = nn.Linear(dd, pp * cfg.in_chans)                           # W_o, B_o: residual
+        self.gate = nn.Linear(dd, pp) if cfg.gate else None                    # per-pixel cue confidence
         init_weights(self)
         nn.init.normal_(self.mask_token, std=0.02)
         nn.init.normal_(self.dec_pos, std=0.02)
-        if cfg.residual:
-            nn.init.zeros_(self.head.weight)
-            nn.init.zeros_(self.head.bias)
+        for lin in (self.head, self.gate):
+            if lin is not None:
+                nn.init.zeros_(lin.weight)
+                nn.init.zeros_(lin.bias)
 
     # --- pieces -------------------------------------------------------------------------------
-    def encode(self, ref: torch.Tensor, damaged: torch.Tensor, patch_mask: torch.Tensor):
-        """Images normalized, patch_mask (B,N) bool -> U1, merged U2 (B,N,D)."""
-        px = patch_to_pixel_mask(patch_mask, self.cfg.patch_size, *damaged.shape[-2:]).to(damaged.dtype)
-        damaged = damaged * (1 - px)  # failed pixels never reach the encoder
+    def streams(self, ref: torch.Tensor, damaged: torch.Tensor):
+        """ref (B,3,S,S) aligned reference, damaged (B,4,S,S) = fill RGB + failed pixels, in [0,1]
+        -> normalized encoder inputs X1, X2 (B,4,S,S) each, the failed-pixel map (B,1,S,S) and
+        the normalized fill (B,3,S,S)."""
+        fill, failed = damaged[:, :3], damaged[:, 3:4]
+        if self.cfg.fill == 'none':
+            fill = fill * (1 - failed)
+        agree = torch.exp(-(ref - fill).abs().mean(1, keepdim=True) / AGREEMENT_SCALE)
+        ref_n, fill_n = (ref - PIXEL_MEAN) / PIXEL_STD, (fill - PIXEL_MEAN) / PIXEL_STD
+        return torch.cat([ref_n, agree], 1), torch.cat([fill_n, failed], 1), failed, ref_n, fill_n
+
+    def encode(self, x1: torch.Tensor, x2: torch.Tensor, patch_mask: torch.Tensor):
+        """Shared-weight encoder over both streams -> U1, U2 (B,N,D) with the mask token added at
+        failed positions (the fill under it stays visible: it is one of the cues)."""
         enc_ref = self.encoder_ref or self.encoder
-        u1 = enc_ref(ref)
-        u2 = self.encoder(damaged, hidden=patch_mask)
-        u2 = torch.where(patch_mask[..., None], self.mask_token.to(u2.dtype), u2)
+        u1 = enc_ref(x1)
+        u2 = self.encoder(x2) + patch_mask[..., None].to(x2.dtype) * self.mask_token.to(x2.dtype)
         return u1, u2
 
     def latent_params(self, u1: torch.Tensor, u2: torch.Tensor):
@@ -113,45 +133,74 @@ class SMCVAE(nn.Module):
         scale = None if self.to_scale is None else F.softplus(self.to_scale(u)) + 1e-4
         return mean, scale
 
-    def decode(self, z: torch.Tensor, u1: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, u1: torch.Tensor, ref_n: torch.Tensor, fill_n: torch.Tensor) -> torch.Tensor:
+        """-> prediction (B,N,P*P*C) in normalized pixels: gated mean of the cues + residual."""
         v = self.dec_embed(z if self.cfg.latent == 'var' else torch.cat([z, u1], dim=-1)) + self.dec_pos
         for blk in self.dec_blocks:
             v = blk(v)
-        return self.head(self.dec_norm(v))  # (B,N,P*P*C), normalized pixels (or residual)
+        v = self.dec_norm(v)
+        p, c = self.cfg.patch_size, self.cfg.in_chans
+        ref_p, fill_p = patchify(ref_n, p), patchify(fill_n, p)
+        if self.gate is None:
+            base = ref_p
+        else:
+            g = torch.sigmoid(self.gate(v)).repeat_interleave(c, dim=-1)  # (B,N,P*P) -> per channel
+            base = fill_p + g * (ref_p - fill_p)
+        return base + self.head(v)
+
+    def restore(self, ref: torch.Tensor, damaged: torch.Tensor, patch_mask: torch.Tensor,
+                noise: torch.Tensor | None = None) -> dict:
+        """One pass: Z = M (noise None) or Z = M + S * noise. Returns pred, restored, mean, scale."""
+        patch_mask = patch_mask.bool()
+        x1, x2, failed, ref_n, fill_n = self.streams(ref, damaged)
+        u1, u2 = self.encode(x1, x2, patch_mask)
+        mean, scale = self.latent_params(u1, u2)
+        z = mean if noise is None or scale is None else mean + scale * noise
+        pred = self.decode(z, u1, ref_n, fill_n)
+        return {'pred': pred, 'restored': self.merge(pred, damaged), 'mean': mean, 'scale': scale}
 
     # --- public -------------------------------------------------------------------------------
     def forward(self, ref: torch.Tensor, damaged: torch.Tensor, patch_mask: torch.Tensor,
                 sample: bool | None = None) -> dict:
-        """ref, damaged: (B,C,H,W) in [0,1]; patch_mask: (B,N) bool (True = failed).
-
-        sample: draw Z = M + S*E (default: in training mode) or use Z = M (deterministic).
-        Returns pred (B,N,PPC normalized), target-space restored image, mean and scale.
-        """
-        cfg = self.cfg
-        patch_mask = patch_mask.bool()
+        """ref (B,3,S,S), damaged (B,4,S,S) in [0,1] (see `streams`); patch_mask (B,N) bool, True
+        where a patch holds a failed pixel. sample: Z = M + S*E (default: in training) or Z = M."""
         sample = self.training if sample is None else sample
-        ref_n, dmg_n = (ref - PIXEL_MEAN) / PIXEL_STD, (damaged - PIXEL_MEAN) / PIXEL_STD
-        u1, u2 = self.encode(ref_n, dmg_n, patch_mask)
-        mean, scale = self.latent_params(u1, u2)
-        z = mean + scale * torch.randn_like(mean) if (sample and scale is not None) else mean
-        pred = self.decode(z, u1)
-        if cfg.residual:
-            pred = pred + patchify(ref_n, cfg.patch_size)
-        restored = self.merge(pred, damaged, patch_mask)
-        return {'pred': pred, 'restored': restored, 'mean': mean, 'scale': scale}
+        noise = None
+        if sample and self.to_scale is not None:
+            noise = torch.randn(ref.shape[0], patch_mask.shape[1], self.cfg.latent_dim, device=ref.device,
+                                dtype=ref.dtype)
+        return self.restore(ref, damaged, patch_mask, noise)
 
-    def merge(self, pred: torch.Tensor, damaged: torch.Tensor, patch_mask: torch.Tensor) -> torch.Tensor:
-        """Eq. 16: healthy patches of `damaged` bit-exact, predicted pixels (clamped) where failed."""
+    def merge(self, pred: torch.Tensor, damaged: torch.Tensor) -> torch.Tensor:
+        """Eq. 16 per pixel: healthy pixels of `damaged` bit-exact, predicted pixels (clamped) where failed."""
         h, w = damaged.shape[-2:]
         img = unpatchify(pred, self.cfg.patch_size, h, w, self.cfg.in_chans) * PIXEL_STD + PIXEL_MEAN
-        px = patch_to_pixel_mask(patch_mask, self.cfg.patch_size, h, w) > 0
-        return torch.where(px, img.clamp(0, 1).to(damaged.dtype), damaged)
+        failed = damaged[:, 3:4] > 0.5
+        return torch.where(failed, img.clamp(0, 1).to(damaged.dtype), damaged[:, :3])
+
+    def restore_samples(self, ref: torch.Tensor, damaged: torch.Tensor, patch_mask: torch.Tensor,
+                        noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Uncertainty with one encoder pass: noise (B,K,N,D') -> (restored with Z = M, per-pixel
+        variance (B,1,H,W) over the K samples Z = M + S * noise_k). Only the decoder runs K+1 times,
+        as one batch."""
+        patch_mask = patch_mask.bool()
+        x1, x2, failed, ref_n, fill_n = self.streams(ref, damaged)
+        u1, u2 = self.encode(x1, x2, patch_mask)
+        mean, scale = self.latent_params(u1, u2)
+        b, k = noise.shape[:2]
+        z = mean[:, None] + noise * (scale[:, None] if scale is not None else 0.0)
+        z = torch.cat([mean[:, None], z], 1).flatten(0, 1)                     # (B*(K+1),N,D')
+        rep = lambda t: t.repeat_interleave(k + 1, dim=0)  # noqa: E731
+        out = self.merge(self.decode(z, rep(u1), rep(ref_n), rep(fill_n)), rep(damaged))
+        out = out.unflatten(0, (b, k + 1))
+        return out[:, 0], out[:, 1:].var(1, unbiased=False).mean(1, keepdim=True)
 
     @torch.no_grad()
     def sample_stats(self, ref, damaged, patch_mask, k: int = 8):
-        """K latent samples -> per-pixel mean restored image and variance map (B,1,H,W)."""
-        outs = torch.stack([self(ref, damaged, patch_mask, sample=True)['restored'] for _ in range(k)])
-        return outs.mean(0), outs.var(0, unbiased=False).mean(1, keepdim=True)
+        """K latent samples -> (restored with Z = M, per-pixel variance (B,1,H,W))."""
+        noise = torch.randn(ref.shape[0], k, patch_mask.shape[1], self.cfg.latent_dim, device=ref.device,
+                            dtype=ref.dtype)
+        return self.restore_samples(ref, damaged, patch_mask, noise)
 
 
 def build_model(cfg: SMCVAEConfig | dict) -> SMCVAE:

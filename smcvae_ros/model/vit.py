@@ -1,8 +1,5 @@
-"""Pre-LN ViT building blocks (timm-style), with a key-padding mask for index-free masking.
-
-Masked tokens are kept in the sequence (static shapes for ONNX/TensorRT) but no token attends
-to them, which is equivalent to MAE's "encode only visible patches" for the visible tokens.
-"""
+"""Pre-LN ViT building blocks (timm-style). Every token stays in the sequence (static shapes for
+ONNX/TensorRT); failed positions carry the cheap fill and are marked by SMCVAE's mask token."""
 from __future__ import annotations
 
 import math
@@ -10,9 +7,6 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-NEG_INF = -1e4  # fp16-safe "minus infinity" for attention masking
-
 
 class Attention(nn.Module):
     def __init__(self, dim: int, heads: int):
@@ -22,10 +16,10 @@ class Attention(nn.Module):
         self.qkv = nn.Linear(dim, dim * 3)
         self.proj = nn.Linear(dim, dim)
 
-    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, n, d = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_bias)
+        x = F.scaled_dot_product_attention(q, k, v)
         return self.proj(x.transpose(1, 2).reshape(b, n, d))
 
 
@@ -40,14 +34,9 @@ class Block(nn.Module):
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 
-    def forward(self, x: torch.Tensor, attn_bias: torch.Tensor | None = None) -> torch.Tensor:
-        x = x + self.attn(self.norm1(x), attn_bias)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(self.norm1(x))
         return x + self.mlp(self.norm2(x))
-
-
-def key_padding_bias(hidden: torch.Tensor) -> torch.Tensor:
-    """(B,N) bool, True = hidden key -> additive (B,1,1,N) bias for attention."""
-    return (hidden.float() * NEG_INF)[:, None, None, :]
 
 
 def sincos_pos_embed(dim: int, gh: int, gw: int) -> torch.Tensor:
@@ -83,21 +72,21 @@ class PatchStem(nn.Module):
 
 
 class ViTEncoder(nn.Module):
-    """Patch embedding + positional embedding, pre-LN blocks, final LN and projection W_u."""
+    """Patch embedding (image channels + one aux channel) + positional embedding, pre-LN blocks,
+    final LN and projection W_u."""
 
     def __init__(self, cfg, grid: tuple[int, int]):
         super().__init__()
-        self.stem = PatchStem(cfg.stem, cfg.in_chans, cfg.enc_dim, cfg.patch_size)
+        self.stem = PatchStem(cfg.stem, cfg.in_chans + 1, cfg.enc_dim, cfg.patch_size)
         self.register_buffer('pos_embed', sincos_pos_embed(cfg.enc_dim, *grid), persistent=False)
         self.blocks = nn.ModuleList(Block(cfg.enc_dim, cfg.enc_heads, cfg.mlp_ratio) for _ in range(cfg.enc_depth))
         self.norm = nn.LayerNorm(cfg.enc_dim)
         self.proj = nn.Linear(cfg.enc_dim, cfg.enc_dim)  # W_u
 
-    def forward(self, img: torch.Tensor, hidden: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, img: torch.Tensor) -> torch.Tensor:
         x = self.stem(img) + self.pos_embed
-        bias = None if hidden is None else key_padding_bias(hidden).to(x.dtype)
         for blk in self.blocks:
-            x = blk(x, bias)
+            x = blk(x)
         return self.proj(self.norm(x))
 
 

@@ -1,19 +1,35 @@
-"""Motion-aligned reference: warp the last healthy frame onto the damaged one with dense optical
-flow (OpenCV DIS) estimated on the healthy pixels only, flow filled into the holes by normalized
-convolution. Used identically for training, evaluation and on the vehicle."""
+"""The two cheap cues SMCVAE starts from, computed once per damaged frame on the whole frame:
+
+- spatial fill: `cv2.inpaint` Telea of the holes from the damaged frame alone;
+- motion-aligned reference: DIS optical flow (MEDIUM) from the filled damaged frame to the last
+  healthy frame, flow inside the holes replaced by a smooth fill from around them, and the
+  reference remapped with it (linear, replicate border).
+
+The same `prepare_cues` feeds training, evaluation, `restore`, the bag tools and the node, and the
+`telea`, `flow` and `blend` baselines are these cues copied into the holes.
+"""
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 _local = threading.local()
+INPAINT_RADIUS = 3
+
+
+@dataclass
+class Cues:
+    fill: np.ndarray       # (H,W,3) uint8: damaged frame, holes Telea-inpainted
+    warped: np.ndarray     # (H,W,3) uint8: reference warped onto the damaged frame
+    flow: np.ndarray       # (H,W,2) float32: damaged -> reference displacement
 
 
 def _dis() -> cv2.DISOpticalFlow:
     if not hasattr(_local, 'dis'):
-        _local.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST)
+        _local.dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     return _local.dis
 
 
@@ -21,47 +37,76 @@ def _gray(img: np.ndarray) -> np.ndarray:
     return img if img.ndim == 2 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
 
 
-def _smooth(x: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur; sigmas >= 32 px (whole-frame fills, not the 96-px tiles) are blurred at
-    1/(sigma//16) resolution and resized back, ~50x faster on a 960-px frame."""
-    f = int(sigma // 16)
-    if f < 2:
-        return cv2.GaussianBlur(x, (0, 0), sigma)
-    h, w = x.shape[:2]
-    small = cv2.resize(x, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
-    return cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / f), (w, h), interpolation=cv2.INTER_LINEAR)
+def hole_groups(failed: np.ndarray, radius: int) -> list[tuple[tuple[slice, slice], np.ndarray]]:
+    """Groups of holes that Telea must inpaint together: holes closer than 2 * (radius + 1) px share
+    a group. Returns, per group, the box around it (grown by radius + 2, clipped) and the group's
+    failed pixels inside that box."""
+    k = 2 * (radius + 1) + 1
+    near = cv2.dilate(failed.astype(np.uint8), np.ones((k, k), np.uint8))
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(near, connectivity=8)
+    h, w = failed.shape
+    m = radius + 2
+    groups = []
+    for i in range(1, n):
+        x, y, bw, bh = (int(v) for v in stats[i, :4])
+        box = (slice(max(0, y - m), min(h, y + bh + m)), slice(max(0, x - m), min(w, x + bw + m)))
+        groups.append((box, failed[box] & (labels[box] == i)))
+    return groups
 
 
-def fill_holes(field: np.ndarray, valid: np.ndarray, sigma: float) -> np.ndarray:
-    """Replace invalid entries of an (H,W,K) field by a Gaussian-weighted mean of valid ones."""
-    w = valid.astype(np.float32)
-    num = _smooth(field * w[..., None], sigma)
-    den = _smooth(w, sigma)[..., None]
-    filled = np.where(den > 1e-3, num / np.maximum(den, 1e-6), 0.0).astype(np.float32)
-    return np.where(valid[..., None], field, filled)
+def telea_fill(damaged: np.ndarray, failed: np.ndarray, radius: int = INPAINT_RADIUS) -> np.ndarray:
+    """`damaged` with its holes inpainted by Telea's method. Each group of nearby holes is inpainted
+    in its own box: Telea reads no pixel farther than `radius` from a hole, so the result equals
+    `cv2.inpaint` on the whole frame while the cost follows the failed area."""
+    out = damaged.copy()
+    for box, holes in hole_groups(failed, radius):
+        filled = cv2.inpaint(np.ascontiguousarray(damaged[box]), holes.astype(np.uint8), radius, cv2.INPAINT_TELEA)
+        out[box][holes] = filled[holes]
+    return out
 
 
-def estimate_flow(ref: np.ndarray, damaged: np.ndarray, failed: np.ndarray) -> np.ndarray:
-    """Flow (H,W,2) from the damaged frame to the reference, trusted only on healthy pixels."""
-    probe = np.where(failed[..., None] if damaged.ndim == 3 else failed, ref, damaged)
-    flow = _dis().calc(_gray(probe), _gray(ref), None)
-    valid = ~cv2.dilate(failed.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
-    if not valid.any():
+def smooth_flow_fill(flow: np.ndarray, holes: np.ndarray, factor: int = 4) -> np.ndarray:
+    """Replace the flow inside `holes` by a smooth fill from around them (Telea per channel at
+    1/factor resolution, so large holes get a smooth field quickly)."""
+    h, w = holes.shape
+    sh, sw = max(1, h // factor), max(1, w // factor)
+    small = cv2.resize(flow, (sw, sh), interpolation=cv2.INTER_AREA)
+    small_holes = cv2.resize(holes.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_NEAREST)
+    small_holes |= cv2.resize(holes.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_AREA) > 0
+    if small_holes.all():
         return np.zeros_like(flow)
-    return fill_holes(flow, valid, sigma=max(failed.shape) / 6)
+    filled = np.dstack([cv2.inpaint(np.ascontiguousarray(small[..., c]), small_holes.astype(np.uint8), 3,
+                                    cv2.INPAINT_TELEA) for c in range(2)])
+    big = cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.where(holes[..., None], big, flow).astype(np.float32)
+
+
+def estimate_flow(ref: np.ndarray, fill: np.ndarray, failed: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """Dense flow (H,W,2) from the filled damaged frame to the reference; inside the (dilated)
+    holes the flow is a smooth fill from the healthy surroundings. `scale` < 1 runs DIS on a
+    downscaled pair (faster; the flow is upscaled back)."""
+    a, b = _gray(fill), _gray(ref)
+    h, w = failed.shape
+    if scale != 1.0:
+        size = (max(8, int(round(w * scale))), max(8, int(round(h * scale))))
+        a, b = (cv2.resize(x, size, interpolation=cv2.INTER_AREA) for x in (a, b))
+    flow = _dis().calc(a, b, None)
+    if scale != 1.0:
+        flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(w / flow.shape[1])
+    holes = cv2.dilate(failed.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    return smooth_flow_fill(flow, holes)
 
 
 def warp(ref: np.ndarray, flow: np.ndarray) -> np.ndarray:
     h, w = flow.shape[:2]
     gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    return cv2.remap(ref, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+    return cv2.remap(ref, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def align_reference(ref: np.ndarray, damaged: np.ndarray, failed: np.ndarray, method: str = 'flow') -> np.ndarray:
-    """ref, damaged: (H,W,3) uint8 RGB; failed: (H,W) bool. Returns the reference as seen from the
-    damaged frame ('flow') or unchanged ('none')."""
-    if method == 'none' or not failed.any():
-        return ref
-    if method != 'flow':
-        raise ValueError(f'unknown alignment {method!r} (none|flow)')
-    return warp(ref, estimate_flow(ref, damaged, failed))
+def prepare_cues(ref: np.ndarray, damaged: np.ndarray, failed: np.ndarray, flow_scale: float = 1.0) -> Cues:
+    """ref, damaged: (H,W,3) uint8 RGB frames of one camera; failed: (H,W) bool (True = failed)."""
+    fill = telea_fill(damaged, failed)
+    if not failed.any():
+        return Cues(fill, ref, np.zeros(failed.shape + (2,), np.float32))
+    flow = estimate_flow(ref, fill, failed, flow_scale)
+    return Cues(fill, warp(ref, flow), flow)

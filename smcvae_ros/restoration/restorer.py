@@ -1,19 +1,22 @@
-"""Per-camera restoration: reference keeping, failure masks, tiling, batched inference, merge.
+"""Per-camera restoration: reference keeping, failure masks, cues, tiling, batched inference, merge.
 
 No ROS here: the node, the bag tools and the benchmarks all call `Restorer`.
-Every pixel outside the failed patches is returned bit-exact; only tiles (model size) that hold
-failed patches are run through the model, so cost grows with the failed area, not the frame size.
+Per damaged frame: the cues are computed once on the whole frame (restoration.align: Telea fill,
+flow-warped reference); model-size tiles are cut straight from them where failed pixels are
+(tiles overlap by `tile_overlap` px and are feather-blended, so no seams); only failed pixels
+are written, every other pixel is returned bit-exact, and the mask marks exactly those pixels.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 
-from .align import align_reference
+from .align import prepare_cues
 from .detect import DetectSettings, detect_failed_patches
-from .frames import ENCODINGS, check_image, grid_to_pixels, patch_grid, rgb_pixels_to, to_rgb
+from .frames import ENCODINGS, check_image, grid_to_pixels, rgb_pixels_to, to_rgb
+from .tiles import TileSet, blend_tiles, plan_tiles
 
 # status values of FrameResult
 HEALTHY, RESTORED = 'healthy', 'restored'
@@ -26,7 +29,8 @@ class RestorationSettings:
     self_detect: bool = False
     detect: DetectSettings = field(default_factory=DetectSettings)
     uncertainty_samples: int = 0   # > 0: also return a per-pixel variance map
-    margin: int = 16               # context around each tile for motion alignment
+    tile_overlap: int = 8          # px shared by neighbouring tiles, feather-blended
+    flow_scale: float = 1.0        # < 1: optical flow on a downscaled frame (faster)
 
 
 @dataclass
@@ -34,10 +38,11 @@ class FrameResult:
     image: np.ndarray                 # same shape/dtype/encoding as the input
     mask: np.ndarray                  # (H,W) uint8, 255 where pixels were synthesized
     status: str
-    failed_patches: int = 0
+    failed_pixels: int = 0
     reference_age_s: float | None = None
     uncertainty: np.ndarray | None = None  # (H,W) float32 variance, when sampled
     message: str = ''
+    timings: dict = field(default_factory=dict)  # ms per stage of a restored frame: align, tile, infer, merge
 
     @property
     def flagged(self) -> bool:
@@ -59,11 +64,10 @@ class _Job:
     image: np.ndarray
     encoding: str
     rgb: np.ndarray
-    grid: np.ndarray
     reference: np.ndarray
     result: FrameResult
-    tiles: list = field(default_factory=list)
-    failed_px: np.ndarray | None = None  # (H,W) bool pixels of the failed patches
+    failed: np.ndarray                   # (H,W) bool: exactly the pixels to synthesize
+    tiles: TileSet | None = None
 
 
 class Restorer:
@@ -115,13 +119,15 @@ class Restorer:
             cam.reference, cam.previous, cam.key = None, None, key
         rgb = to_rgb(image, encoding)
         p = self.patch
-        grid = patch_grid(failed, p) if failed is not None else np.zeros((-(-h // p), -(-w // p)), bool)
+        failed = np.zeros((h, w), bool) if failed is None else failed
         if whole_frame:
-            grid[:] = True
+            failed = np.ones((h, w), bool)
         if self.settings.self_detect:
-            grid |= detect_failed_patches(rgb, cam.previous, p, self.settings.detect)
+            detected = detect_failed_patches(rgb, cam.previous, p, self.settings.detect)
+            if detected.any():
+                failed = failed | grid_to_pixels(detected, p, h, w)
         cam.previous = rgb
-        n_failed = int(grid.sum())
+        n_failed = int(np.count_nonzero(failed))
         age = None if cam.reference is None else max(0.0, stamp - cam.reference_stamp)
         if n_failed == 0:
             cam.reference, cam.reference_stamp = rgb, stamp
@@ -130,70 +136,53 @@ class Restorer:
             return passthrough(NO_REFERENCE, 'no healthy reference frame yet'), None
         if age > self.settings.max_reference_age_s:
             res = passthrough(STALE_REFERENCE, f'reference is {age:.2f}s old (max {self.settings.max_reference_age_s}s)')
-            res.failed_patches, res.reference_age_s = n_failed, age
+            res.failed_pixels, res.reference_age_s = n_failed, age
             return res, None
         res = FrameResult(image, np.zeros((h, w), np.uint8), RESTORED, n_failed, age)
-        return res, _Job(camera, image, encoding, rgb, grid, cam.reference, res)
+        return res, _Job(camera, image, encoding, rgb, cam.reference, res, failed)
 
     def _infer(self, jobs: list[_Job]) -> None:
-        s, p, m = self.backend.img_size, self.patch, self.settings.margin
-        refs, dmgs, masks = [], [], []
+        s, st = self.backend.img_size, self.settings
         for job in jobs:
-            h, w = job.rgb.shape[:2]
-            gh, gw = job.grid.shape
-            th, tw = -(-h // s), -(-w // s)
-            pad = ((m, th * s - h + m), (m, tw * s - w + m))
-            job.failed_px = px_failed = grid_to_pixels(job.grid, p, h, w)
-            dmg = np.pad(np.where(px_failed[..., None], 0, job.rgb).astype(np.uint8), pad + ((0, 0),), mode='reflect')
-            ref = np.pad(job.reference, pad + ((0, 0),), mode='reflect')
-            fail = np.zeros(dmg.shape[:2], bool)
-            fail[m:m + h, m:m + w] = px_failed
-            tile_grid = np.zeros((th * s // p, tw * s // p), bool)
-            tile_grid[:gh, :gw] = job.grid
-            k = s // p
-            for ty, tx in zip(*np.nonzero(tile_grid.reshape(th, k, tw, k).any(axis=(1, 3)))):
-                y0, x0 = ty * s, tx * s  # tile origin in the padded frame is (y0+m, x0+m)
-                ctx = (slice(y0, y0 + s + 2 * m), slice(x0, x0 + s + 2 * m))
-                aligned = align_reference(ref[ctx], dmg[ctx], fail[ctx], self.backend.align)
-                inner = slice(m, m + s)
-                refs.append(aligned[inner, inner])
-                dmgs.append(dmg[ctx][inner, inner])
-                masks.append(tile_grid[ty * k:(ty + 1) * k, tx * k:(tx + 1) * k].reshape(-1))
-                job.tiles.append((y0, x0))
-        to_f = lambda a: np.stack(a).transpose(0, 3, 1, 2).astype(np.float32) / 255.0  # noqa: E731
-        ref_b, dmg_b, mask_b = to_f(refs), to_f(dmgs), np.stack(masks)
-        out = self.backend.restore(ref_b, dmg_b, mask_b)
+            t0 = time.perf_counter()
+            cues = prepare_cues(job.reference, job.rgb, job.failed, st.flow_scale)
+            t1 = time.perf_counter()
+            job.tiles = plan_tiles(cues, job.failed, s, self.patch, st.tile_overlap)
+            job.result.timings.update(align=1e3 * (t1 - t0), tile=1e3 * (time.perf_counter() - t1))
+        t0 = time.perf_counter()
+        ref_b = np.concatenate([j.tiles.ref for j in jobs])
+        dmg_b = np.concatenate([j.tiles.damaged for j in jobs])
+        mask_b = np.concatenate([j.tiles.patch_mask for j in jobs])
         var = None
-        if self.settings.uncertainty_samples > 0:
-            _, var = self.backend.restore_with_uncertainty(ref_b, dmg_b, mask_b, self.settings.uncertainty_samples)
-        out8 = np.clip(np.rint(out * 255.0), 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+        if st.uncertainty_samples > 0:
+            out, var = self.backend.restore_with_uncertainty(ref_b, dmg_b, mask_b, st.uncertainty_samples)
+        else:
+            out = self.backend.restore(ref_b, dmg_b, mask_b)
+        infer_ms = 1e3 * (time.perf_counter() - t0)
         i = 0
         for job in jobs:
-            h, w = job.rgb.shape[:2]
-            th, tw = -(-h // s), -(-w // s)
-            canvas = np.zeros((th * s, tw * s, 3), np.uint8)
-            unc = np.zeros((th * s, tw * s), np.float32) if var is not None else None
-            for y0, x0 in job.tiles:
-                canvas[y0:y0 + s, x0:x0 + s] = out8[i]
-                if unc is not None:
-                    unc[y0:y0 + s, x0:x0 + s] = var[i, 0]
-                i += 1
-            px = job.failed_px
-            self._merge(job, canvas[:h, :w], px)
+            t0 = time.perf_counter()
+            n = len(job.tiles.origins)
+            rgb, unc = blend_tiles(job.tiles, out[i:i + n], None if var is None else var[i:i + n, 0])
+            i += n
+            self._merge(job, rgb, job.tiles.box)
             if unc is not None:
-                job.result.uncertainty = np.where(px, unc[:h, :w], 0.0).astype(np.float32)
+                full = np.zeros(job.failed.shape, np.float32)
+                full[job.tiles.box] = np.where(job.failed[job.tiles.box], unc, 0.0)
+                job.result.uncertainty = full
+            job.result.timings.update(infer=infer_ms, merge=1e3 * (time.perf_counter() - t0), tiles=n)
 
     @staticmethod
-    def _merge(job: _Job, restored_rgb: np.ndarray, px: np.ndarray) -> None:
-        """Copy the input and overwrite only failed-patch pixels (alpha kept)."""
+    def _merge(job: _Job, restored_rgb: np.ndarray, box: tuple[slice, slice]) -> None:
+        """Copy the input and overwrite exactly the failed pixels (alpha kept); `restored_rgb`
+        covers `box` of the frame."""
         out = job.image.copy()
-        ys, xs = np.nonzero(px)
+        ys, xs = np.nonzero(job.failed[box])
         vals = rgb_pixels_to(restored_rgb[ys, xs], job.encoding)
+        ys, xs = ys + box[0].start, xs + box[1].start
         if ENCODINGS[job.encoding][0] == 4:
             out[ys, xs, :3] = vals
         else:
             out[ys, xs] = vals
         job.result.image = out
-        job.result.mask = px.astype(np.uint8) * 255
-
-
+        job.result.mask = job.failed.astype(np.uint8) * 255

@@ -34,7 +34,7 @@ class CameraStats:
     last_status: str = ''
     last_message: str = ''
     last_latency_ms: float = 0.0
-    last_failed_patches: int = 0
+    last_failed_pixels: int = 0
     last_reference_age_s: float | None = None
     last_batch_size: int = 0
     reported_dropped: int = 0     # frames_dropped at the previous report
@@ -74,7 +74,7 @@ def camera_status(name: str, hardware_id: str, stats: CameraStats, failure: Fail
         'last_status': stats.last_status,
         'last_message': stats.last_message,
         'last_latency_ms': f'{stats.last_latency_ms:.2f}',
-        'failed_patches': stats.last_failed_patches,
+        'failed_pixels': stats.last_failed_pixels,
         'reference_age_s': '' if age is None else f'{age:.3f}',
         'frames_in': stats.frames_in,
         'frames_out': stats.frames_out,

@@ -15,10 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .compat import isolate_discovery
 from .messages import ERROR, FAILED_ROIS_KEY, OK, STALE, fill_image_msg, format_rois
 from .params import output_topic
 
 REPO = Path(__file__).resolve().parents[2]
+CONSOLE_SCRIPTS = {'restore_node': 'smcvae_ros.ros.node', 'smcvae': 'smcvae_ros.cli'}   # setup.py entry points
 
 
 def ensure_ament_prefix() -> None:
@@ -30,14 +32,30 @@ def ensure_ament_prefix() -> None:
 
 
 def ros_env(domain_id: int | None = None) -> None:
-    """Keep DDS on this machine; pick a random domain unless one is set; find the venv's messages."""
+    """Keep DDS on this machine (by distro, see compat), pick a random domain unless one is set, find
+    the venv's messages; subprocesses of a source checkout import that checkout's smcvae_ros."""
     ensure_ament_prefix()
-    os.environ.setdefault('ROS_AUTOMATIC_DISCOVERY_RANGE', 'LOCALHOST')
-    os.environ.pop('ROS_LOCALHOST_ONLY', None)
+    isolate_discovery()
     if domain_id is not None:
         os.environ['ROS_DOMAIN_ID'] = str(domain_id)
     elif 'ROS_DOMAIN_ID' not in os.environ:
         os.environ['ROS_DOMAIN_ID'] = str(np.random.default_rng().integers(1, 102))
+    if (REPO / 'package.xml').is_file() and str(REPO) not in os.environ.get('PYTHONPATH', '').split(os.pathsep):
+        os.environ['PYTHONPATH'] = os.pathsep.join(filter(None, [str(REPO), os.environ.get('PYTHONPATH')]))
+
+
+def command(name: str) -> list[str]:
+    """The command line that runs one of this package's console scripts (`restore_node`, `smcvae`): on
+    PATH (pip/venv install), beside this Python, in the colcon install's lib/smcvae_ros (where
+    `ros2 run` looks), else `python -m` of its module."""
+    found = shutil.which(name) or str(Path(sys.executable).with_name(name))
+    if not Path(found).is_file():
+        try:
+            from ament_index_python.packages import PackageNotFoundError, get_package_prefix
+            found = str(Path(get_package_prefix('smcvae_ros')) / 'lib' / 'smcvae_ros' / name)
+        except (ImportError, PackageNotFoundError):
+            pass
+    return [found] if Path(found).is_file() else [sys.executable, '-m', CONSOLE_SCRIPTS[name]]
 
 
 def params_file() -> Path:
@@ -62,10 +80,9 @@ class NodeProcess:
 
     def __init__(self, name: str = 'restore_node', overrides: dict | None = None, params: Path | None = None,
                  log_path: Path | None = None):
-        exe = shutil.which('restore_node') or str(Path(sys.executable).with_name('restore_node'))
-        cmd = [exe] if Path(exe).is_file() else [sys.executable, '-m', 'smcvae_ros.ros.node']
         self.name = name
-        self.cmd = cmd + ['--ros-args', '--params-file', str(params or params_file()), '-r', f'__node:={name}']
+        self.cmd = command('restore_node') + ['--ros-args', '--params-file', str(params or params_file()),
+                                              '-r', f'__node:={name}']
         for k, v in (overrides or {}).items():
             self.cmd += ['-p', _param_arg(k, v)]
         self.log_path = Path(log_path or tempfile.mkstemp(prefix=f'{name}_', suffix='.log')[1])

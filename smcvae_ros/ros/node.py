@@ -19,7 +19,6 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
-from rclpy.event_handler import SubscriptionEventCallbacks
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
@@ -29,6 +28,7 @@ from ..engine.base import Backend, create_backend
 from ..restoration import Restorer
 from ..restoration.frames import failure_mask
 from . import params as P
+from .compat import SubscriptionEventCallbacks, add_parameter_callbacks
 from .diagnostics import CameraStats, Failure, camera_status
 from .messages import (CHANNELS, MalformedMessage, decode_compressed, fill_image_msg, image_msg_to_array,
                        parse_failure_status)
@@ -111,8 +111,7 @@ class RestoreNode(Node):
         self.create_subscription(DiagnosticArray, self.values['diagnostics_topic'], self._on_health, 10)
         self._pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self._timer = self.create_timer(self.values['diagnostics_period_s'], self._publish_diagnostics)
-        self.add_on_set_parameters_callback(self._validate_params)
-        self.add_post_set_parameters_callback(self._apply_params)
+        add_parameter_callbacks(self, self._validate_params, self._apply_params)
         self._worker = threading.Thread(target=self._work, name='restore_worker', daemon=True)
         self._worker.start()
 
@@ -277,7 +276,7 @@ class RestoreNode(Node):
             s.frames_flagged += status.startswith('passthrough')
             s.last_status, s.last_message = status, message
             s.last_latency_ms = (time.monotonic() - t_in) * 1e3
-            s.last_failed_patches = res.failed_patches if res is not None else 0
+            s.last_failed_pixels = res.failed_pixels if res is not None else 0
             s.last_reference_age_s = res.reference_age_s if res is not None else None
             s.last_batch_size = batch_size
 

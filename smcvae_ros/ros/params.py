@@ -12,7 +12,7 @@ from ..restoration import DetectSettings, RestorationSettings
 
 RELIABILITY = ('reliable', 'best_effort')
 BACKENDS = ('auto', 'tensorrt', 'torch', 'onnxruntime')
-PRECISIONS = ('fp32', 'fp16')
+PRECISIONS = ('fp32', 'fp16', 'int8')
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,8 @@ PARAMS: tuple[Param, ...] = (
     Param('backend', 'auto', 'Inference backend; falls back along the auto order if it cannot load.',
           choices=BACKENDS),
     Param('device', 'auto', "'auto', 'cpu', 'cuda' or 'cuda:N'."),
-    Param('precision', 'fp16', 'fp16 on GPU backends (TensorRT, torch CUDA); CPU backends always run fp32.',
+    Param('precision', 'fp16', 'fp16 on GPU backends (TensorRT, torch CUDA); int8: dynamic int8 on onnxruntime '
+          'CPU; otherwise CPU backends run fp32.',
           choices=PRECISIONS),
     Param('max_batch', 8, 'Largest batch of model tiles per inference call (TensorRT engine profile).',
           range=(1, 256)),
@@ -65,6 +66,12 @@ PARAMS: tuple[Param, ...] = (
     Param('frozen', _DS.frozen, 'self_detect: a patch bit-identical to the previous frame is failed.', tunable=True),
     Param('frozen_min_std', _DS.frozen_min_std, 'self_detect: ...only if its std is >= this (flat sky is not frozen).',
           tunable=True, range=(0.0, 255.0)),
+    Param('tile_overlap', _RS.tile_overlap,
+          'Pixels shared by neighbouring model tiles, feather-blended (0 = no overlap: fewer tiles, seams possible).',
+          tunable=True, range=(0, 31)),
+    Param('flow_scale', _RS.flow_scale,
+          'Resolution factor of the optical flow behind the aligned reference (0.5 = half resolution: faster).',
+          tunable=True, range=(0.25, 1.0)),
     Param('publish_mask', True, 'Publish /ns/restoration_mask (mono8, 255 = synthesized) for each restored frame '
           '(same stamp; no mask = nothing synthesized).',
           tunable=True),
@@ -150,7 +157,8 @@ def restoration_settings(values: dict, uncertainty: bool) -> RestorationSettings
     detect = DetectSettings(dark_level=values['dark_level'], bright_level=values['bright_level'],
                             frozen=values['frozen'], frozen_min_std=values['frozen_min_std'])
     return RestorationSettings(max_reference_age_s=values['max_reference_age_s'], self_detect=values['self_detect'],
-                               detect=detect, uncertainty_samples=values['uncertainty_samples'] if uncertainty else 0)
+                               detect=detect, uncertainty_samples=values['uncertainty_samples'] if uncertainty else 0,
+                               tile_overlap=values['tile_overlap'], flow_scale=values['flow_scale'])
 
 
 def backend_kwargs(values: dict) -> dict:

@@ -21,8 +21,9 @@ VARIANTS = {
     'beta_0.1': (['model.beta=0.1'], 'beta = 0.1'),
     'dual_encoder': (['model.encoder=dual'], 'two encoders instead of shared (Siamese) weights'),
     'linear_stem': (['model.stem=linear'], 'linear patch embedding instead of the conv stem'),
-    'no_align': (['model.align=none'], 'reference not flow-aligned'),
-    'no_residual': (['model.residual=false'], 'predict pixels, not a residual over the reference'),
+    'no_align': (['model.align=none'], 'reference not flow-aligned (raw last healthy frame)'),
+    'no_fill': (['model.fill=none'], 'holes of the damaged stream zeroed instead of Telea-filled'),
+    'no_gate': (['model.gate=false'], 'no learned confidence: residual over the flow-warped reference'),
 }
 
 
@@ -56,17 +57,14 @@ def ablate(out_dir: str | Path, variants: list[str], base_config: str | None, ov
     out.mkdir(parents=True, exist_ok=True)
     trained = [train_variant(v, base_config, overrides, out, budget_min, steps) for v in variants]
     targets = choose_targets(list_clips(clips_dir), n_pairs, gap, seed)
-    pairs_by_patch: dict[int, list] = {}
+    pairs = build_pairs(targets, ratio, gap, 'random', seed)
     table = []
     for info in trained:
         method = load_smcvae(info['weights'], 'auto', 'auto')
-        patch = method.backend.patch_size
-        pairs = pairs_by_patch.setdefault(patch, build_pairs(targets, ratio, gap, 'random', patch, seed))
         agg = aggregate(run_pairs({'smcvae': method}, pairs)[0], ratio, gap)['smcvae']
         table.append({'variant': info['variant'], 'changes': VARIANTS[info['variant']][1], 'params': info['params'],
                       'steps': info['steps'], 'train_min': info['train_min'], **{k: agg[k] for k in METRICS}})
-    base_pairs = next(iter(pairs_by_patch.values()))
-    base_agg = aggregate(run_pairs(BASELINES, base_pairs)[0], ratio, gap)
+    base_agg = aggregate(run_pairs(BASELINES, pairs)[0], ratio, gap)
     for m, agg in base_agg.items():
         table.append({'variant': m, 'changes': f'baseline: {LABELS[m]}', 'params': 0, 'steps': 0, 'train_min': 0.0,
                       **{k: agg[k] for k in METRICS}})
@@ -75,7 +73,7 @@ def ablate(out_dir: str | Path, variants: list[str], base_config: str | None, ov
                                                 f'{steps} steps' if steps else '']))
     setup = (f'Each variant trained for {budget} (same data, seed and schedule), '
              f'scored on {n_pairs} val pairs of `{clips_dir}` '
-             f'at mask ratio {ratio}, frame gap {gap} (random patches, full frames, via Restorer; '
+             f'at mask ratio {ratio}, frame gap {gap} (random 16-px cells, full frames, via Restorer; '
              f'best validated checkpoint of each run).')
     text = ablation_markdown(table, setup)
     (out / 'ablation.md').write_text(text)

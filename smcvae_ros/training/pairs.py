@@ -1,6 +1,11 @@
-"""Random (reference, damaged) tile pairs from clips, prepared exactly as the restorer does at
-run time: the context crop's failed pixels are blanked, the reference is aligned on it, and
-the central model-size tile is kept."""
+"""Training and validation tiles, prepared exactly as the restorer prepares them at run time.
+
+One sample is a whole (reference, target) frame pair of a clip: a failure mask is drawn on the
+whole (randomly rescaled) frame off any patch grid, the damaged frame's cues are computed once
+(`restoration.align.prepare_cues`: Telea fill + whole-frame flow-warped reference), and several
+model-size tiles that hold failed pixels are cut from it. A worker keeps a shuffle buffer so a
+batch mixes tiles of many frames.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,74 +14,90 @@ import cv2
 import numpy as np
 import torch
 
-from ..restoration.align import align_reference
-from ..restoration.masks import make_mask, patch_mask_to_pixels
 from ..data.clips import Clip
+from ..restoration.align import prepare_cues, telea_fill
+from ..restoration.masks import pixel_failure_mask
 
 
 @dataclass
 class PairSpec:
     img_size: int = 64
     patch_size: int = 8
-    margin: int = 16            # context around the tile, used for alignment (as at run time)
     gap: tuple[int, int] = (1, 10)
-    gap_power: float = 0.0      # P(gap = g) ~ g^-gap_power: > 0 favours short gaps (well-aligned refs)
+    gap_power: float = 0.0      # P(gap = g) ~ g^-gap_power: > 0 favours short gaps
     ratio: tuple[float, float] = (0.1, 0.9)
     pattern: str = 'mixed'
     scale: tuple[float, float] = (0.5, 1.0)
     flip: bool = True
     align: str = 'flow'
+    tiles_per_frame: int = 12
+    shuffle_buffer: int = 384
 
 
-def make_sample(clips: list[Clip], spec: PairSpec, rng: np.random.Generator,
-                ratio: float | None = None, gap: int | None = None) -> dict[str, np.ndarray]:
-    """One sample: ref (aligned), damaged, target (S,S,3) uint8 and mask (N,) bool."""
+def pick_pair(clips: list[Clip], spec: PairSpec, rng: np.random.Generator, gap: int | None = None):
+    """(reference, target) RGB frames of a random clip, `gap` frames apart (drawn when None)."""
     weights = np.array([len(c) for c in clips], float)
     clip = clips[rng.choice(len(clips), p=weights / weights.sum())]
-    n = len(clip)
     if gap is None:
         gaps = np.arange(spec.gap[0], spec.gap[1] + 1)
         w = gaps.astype(float) ** -spec.gap_power
-        gap = rng.choice(gaps, p=w / w.sum())
-    g = int(gap)
-    g = min(g, n - 1)
-    t = int(rng.integers(g, n))
-    ref, tgt = clip.read(t - g), clip.read(t)
-    s = float(rng.uniform(*spec.scale))
-    p, ctx = spec.patch_size, spec.img_size + 2 * spec.margin
-    h, w = tgt.shape[:2]
-    s = max(s, ctx / min(h, w))
-    if s < 1.0:
-        size = (max(ctx, int(round(w * s))), max(ctx, int(round(h * s))))
-        ref, tgt = (cv2.resize(a, size, interpolation=cv2.INTER_AREA) for a in (ref, tgt))
-        h, w = tgt.shape[:2]
-    y, x = int(rng.integers(0, h - ctx + 1)), int(rng.integers(0, w - ctx + 1))
-    ref, tgt = ref[y:y + ctx, x:x + ctx], tgt[y:y + ctx, x:x + ctx]
-    if spec.flip and rng.random() < 0.5:
-        ref, tgt = ref[:, ::-1], tgt[:, ::-1]
-    ref, tgt = np.ascontiguousarray(ref), np.ascontiguousarray(tgt)
-    r = float(ratio if ratio is not None else rng.uniform(*spec.ratio))
-    grid = ctx // p
-    mask = make_mask(rng, grid, grid, r, spec.pattern)
-    inner = slice(spec.margin // p, (spec.margin + spec.img_size) // p)
-    if ratio is not None:  # evaluation: the model tile gets exactly the requested ratio
-        mask[inner, inner] = make_mask(rng, spec.img_size // p, spec.img_size // p, r, spec.pattern)
-    if not mask[inner, inner].any():
-        mask[inner, inner][rng.integers(0, spec.img_size // p), rng.integers(0, spec.img_size // p)] = True
-    failed = patch_mask_to_pixels(mask, p)
-    damaged = np.where(failed[..., None], 0, tgt).astype(np.uint8)
-    aligned = align_reference(ref, damaged, failed, spec.align)
-    c = slice(spec.margin, spec.margin + spec.img_size)
-    return {'ref': aligned[c, c], 'damaged': damaged[c, c], 'target': tgt[c, c],
-            'mask': mask[inner, inner].reshape(-1), 'ref_raw': ref[c, c]}
+        gap = int(rng.choice(gaps, p=w / w.sum()))
+    g = min(int(gap), len(clip) - 1)
+    t = int(rng.integers(g, len(clip)))
+    return clip.read(t - g), clip.read(t)
 
 
-def to_tensor(img: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float() / 255.0
+def frame_tiles(ref: np.ndarray, target: np.ndarray, spec: PairSpec, rng: np.random.Generator,
+                ratio: float | None = None, pattern: str | None = None, scale: float | None = None) -> list[dict]:
+    """Damage one frame pair, compute its cues, cut `tiles_per_frame` tiles holding failed pixels.
+
+    Each tile: 'ref' (S,S,3) aligned reference, 'damaged' (S,S,4) fill + failed (0/255),
+    'target' (S,S,3), all uint8."""
+    s = spec.img_size
+    sc = float(rng.uniform(*spec.scale)) if scale is None else scale
+    h, w = target.shape[:2]
+    sc = max(sc, s / min(h, w))
+    if sc < 1.0:
+        size = (max(s, int(round(w * sc))), max(s, int(round(h * sc))))
+        ref, target = (cv2.resize(a, size, interpolation=cv2.INTER_AREA) for a in (ref, target))
+        h, w = target.shape[:2]
+    r = float(rng.uniform(*spec.ratio)) if ratio is None else ratio
+    failed = pixel_failure_mask(rng, h, w, r, pattern or spec.pattern)
+    damaged = np.where(failed[..., None], 0, target).astype(np.uint8)
+    if spec.align == 'flow':
+        cues = prepare_cues(ref, damaged, failed)
+        aligned, fill = cues.warped, cues.fill
+    else:
+        aligned, fill = ref, telea_fill(damaged, failed)
+    ys, xs = np.nonzero(failed)
+    tiles = []
+    for _ in range(spec.tiles_per_frame):
+        k = int(rng.integers(len(ys)))
+        y0 = int(np.clip(ys[k] - rng.integers(0, s), 0, h - s))
+        x0 = int(np.clip(xs[k] - rng.integers(0, s), 0, w - s))
+        win = (slice(y0, y0 + s), slice(x0, x0 + s))
+        t = {'ref': aligned[win], 'damaged': np.dstack([fill[win], failed[win].astype(np.uint8) * 255]),
+             'target': target[win]}
+        if spec.flip and rng.random() < 0.5:
+            t = {k2: v[:, ::-1] for k2, v in t.items()}
+        tiles.append({k2: np.ascontiguousarray(v) for k2, v in t.items()})
+    return tiles
+
+
+def tile_patch_mask(failed_px: torch.Tensor, patch: int) -> torch.Tensor:
+    """(B,1,S,S) failed pixels -> (B,N) bool, True where a patch holds a failed pixel."""
+    return torch.nn.functional.max_pool2d(failed_px.float(), patch, patch).flatten(1) > 0
+
+
+def to_batch(tiles: list[dict], patch: int) -> tuple[torch.Tensor, ...]:
+    """Tiles -> ref (B,3,S,S), damaged (B,4,S,S), target (B,3,S,S) in [0,1], patch mask (B,N)."""
+    f = lambda k: torch.from_numpy(np.stack([t[k] for t in tiles])).permute(0, 3, 1, 2).float() / 255.0  # noqa: E731
+    ref, dmg, tgt = f('ref'), f('damaged'), f('target')
+    return ref, dmg, tgt, tile_patch_mask(dmg[:, 3:4], patch)
 
 
 class PairDataset(torch.utils.data.IterableDataset):
-    """Endless stream of training samples; each worker gets its own seeded generator."""
+    """Endless stream of training tiles; each worker has its own seeded generator and buffer."""
 
     def __init__(self, clips: list[Clip], spec: PairSpec, seed: int = 0):
         self.clips, self.spec, self.seed = clips, spec, seed
@@ -84,15 +105,19 @@ class PairDataset(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         rng = np.random.default_rng([self.seed, info.id if info else 0])
+        buf: list[dict] = []
         while True:
-            s = make_sample(self.clips, self.spec, rng)
-            yield to_tensor(s['ref']), to_tensor(s['damaged']), to_tensor(s['target']), torch.from_numpy(s['mask'])
+            while len(buf) < self.spec.shuffle_buffer:
+                buf += frame_tiles(*pick_pair(self.clips, self.spec, rng), self.spec, rng)
+            t = buf.pop(int(rng.integers(len(buf))))
+            yield tuple(x[0] for x in to_batch([t], self.spec.patch_size))
 
 
 def fixed_batch(clips: list[Clip], spec: PairSpec, n: int, seed: int, ratio: float | None = None,
-                gap: int | None = None) -> tuple[torch.Tensor, ...]:
-    """A reproducible evaluation batch (same pairs and masks for every model and baseline)."""
+                gap: int | None = None, pattern: str = 'random') -> tuple[torch.Tensor, ...]:
+    """A reproducible validation batch of n tiles (same frames, masks and cues for every model)."""
     rng = np.random.default_rng(seed)
-    samples = [make_sample(clips, spec, rng, ratio=ratio, gap=gap) for _ in range(n)]
-    stack = lambda k: torch.stack([to_tensor(s[k]) for s in samples])  # noqa: E731
-    return stack('ref'), stack('damaged'), stack('target'), torch.stack([torch.from_numpy(s['mask']) for s in samples])
+    tiles: list[dict] = []
+    while len(tiles) < n:
+        tiles += frame_tiles(*pick_pair(clips, spec, rng, gap), spec, rng, ratio=ratio, pattern=pattern, scale=1.0)
+    return to_batch(tiles[:n], spec.patch_size)

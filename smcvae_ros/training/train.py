@@ -21,7 +21,6 @@ from tqdm import tqdm
 
 from ..data.clips import list_clips, set_frame_cache_mb
 from .pairs import PairDataset, PairSpec, fixed_batch
-from ..evaluation.metrics import masked_psnr_batch
 from ..model import SMCVAE, SMCVAEConfig, save_model, smcvae_loss
 from ..model.io import config_path
 from . import distributed as D
@@ -30,7 +29,7 @@ DEFAULTS = {
     'train_dir': '../shared/data/train', 'val_dir': '../shared/data/val', 'out_dir': 'runs/smcvae',
     'steps': 20000, 'batch_size': 32, 'lr': 4e-4, 'weight_decay': 0.05, 'warmup': 300,
     'val_every': 500, 'val_samples': 256, 'ckpt_every': 250, 'seed': 0, 'workers': 1,
-    'device': 'auto', 'time_limit_min': 0.0, 'threads': 0,
+    'device': 'auto', 'time_limit_min': 0.0, 'threads': 0, 'holdout_clips': [], 'init_from': '',
     'model': {}, 'data': {},
     'frame_cache_mb': 1024,     # decoded-frame LRU per process (data/clips.py)
 }
@@ -61,6 +60,35 @@ def pair_spec(model_cfg: SMCVAEConfig, data: dict) -> PairSpec:
     names = {f.name for f in fields(PairSpec)}
     extra = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
     return PairSpec(img_size=model_cfg.img_size, patch_size=model_cfg.patch_size, align=model_cfg.align, **extra)
+
+
+def warm_start(model: SMCVAE, weights: str | Path, skip: tuple[str, ...] = ('head.', 'gate.')) -> list[str]:
+    """Copy every tensor of an earlier SMCVAE whose name and shape match, except the output heads
+    (`skip`: they start at zero, i.e. at the plain mean of the cues); a patch stem with fewer input
+    channels is copied into the first channels (the extra ones start at zero). Returns the names
+    left at their fresh initialisation."""
+    old = load_file(str(weights))
+    state = model.state_dict()
+    fresh = []
+    for k, v in state.items():
+        o = None if k.startswith(skip) else old.get(k)
+        if o is not None and o.shape == v.shape:
+            state[k] = o
+        elif o is not None and o.ndim == 4 and o.shape[0] == v.shape[0] and o.shape[1] < v.shape[1]:
+            state[k] = torch.zeros_like(v)
+            state[k][:, :o.shape[1]] = o
+        else:
+            fresh.append(k)
+    model.load_state_dict(state)
+    return fresh
+
+
+def pooled_psnr(out: torch.Tensor, target: torch.Tensor, failed: torch.Tensor) -> float:
+    """PSNR of 8-bit-quantized tiles over every failed pixel of the batch pooled (as over a frame's
+    holes), so easy tiles cannot dominate as they would in a mean of per-tile PSNRs."""
+    px = failed.expand_as(target) > 0.5
+    mse = (((out * 255).round().clamp(0, 255) - (target * 255).round()) ** 2)[px].double().mean().item()
+    return float('inf') if mse == 0 else float(10 * math.log10(255 ** 2 / mse))
 
 
 def lr_at(step: int, cfg: dict) -> float:
@@ -117,15 +145,17 @@ def load_checkpoint(path: Path, model: SMCVAE, opt: torch.optim.Optimizer) -> tu
 
 
 @torch.no_grad()
-def validate(model: SMCVAE, val: tuple[torch.Tensor, ...], device: torch.device) -> tuple[float, float]:
-    """Masked-region PSNR of the model and of the reference-input copy on the fixed val batch."""
+def validate(model: SMCVAE, val: tuple[torch.Tensor, ...], device: torch.device) -> dict[str, float]:
+    """Failed-pixel PSNR (pooled) of the model and of the cues it starts from on the fixed val tiles."""
     model.eval()
     ref, dmg, tgt, mask = val
     outs = [model(r.to(device), d.to(device), m.to(device))['restored'].cpu()
             for r, d, m in zip(ref.split(64), dmg.split(64), mask.split(64))]
     model.train()
-    p = model.cfg.patch_size
-    return masked_psnr_batch(torch.cat(outs), tgt, mask, p), masked_psnr_batch(ref, tgt, mask, p)
+    failed = dmg[:, 3:4]
+    fill = dmg[:, :3]
+    scores = {'smcvae': torch.cat(outs), 'flow': ref, 'telea': fill, 'blend': (ref + fill) / 2}
+    return {k: pooled_psnr(v, tgt, failed) for k, v in scores.items()}
 
 
 def train(cfg: dict) -> Path:
@@ -142,7 +172,11 @@ def train(cfg: dict) -> Path:
         (out / 'config.yaml').write_text(yaml.safe_dump(cfg))
     mcfg = SMCVAEConfig.from_dict(cfg['model'])
     spec = pair_spec(mcfg, cfg['data'])
-    model = SMCVAE(mcfg).to(device).train()
+    model = SMCVAE(mcfg)
+    if cfg['init_from'] and not (out / 'last.safetensors').exists():
+        fresh = warm_start(model, cfg['init_from'])
+        print(f"initialised from {cfg['init_from']}; fresh: {', '.join(fresh) or 'none'}")
+    model = model.to(device).train()
     opt = torch.optim.AdamW(model.parameters(), lr=cfg['lr'], weight_decay=cfg['weight_decay'], betas=(0.9, 0.95))
     step, best = 0, -1.0
     ckpt = out / 'last.safetensors'
@@ -153,11 +187,12 @@ def train(cfg: dict) -> Path:
     D.check_same('the resumed step', step, d)
     ddp = D.wrap(model, d)          # forward/backward through DDP; `model` is the same parameters
     if d.is_main:
-        val_spec = PairSpec(**{**asdict(spec), 'pattern': 'random', 'scale': (1.0, 1.0), 'flip': False,
-                               'gap_power': 0.0})
-        val = fixed_batch(list_clips(cfg['val_dir']), val_spec, cfg['val_samples'], seed=1234)
-    all_clips = list_clips(cfg['train_dir'])
+        val_spec = PairSpec(**{**asdict(spec), 'flip': False, 'gap_power': 0.0})
+        val = fixed_batch(list_clips(cfg['val_dir']), val_spec, cfg['val_samples'], seed=1234, pattern='mixed')
+    all_clips = [c for c in list_clips(cfg['train_dir']) if c.name not in set(cfg['holdout_clips'])]
     train_clips = D.shard(all_clips, d)
+    if d.is_main:
+        print(f"training on {len(all_clips)} clip(s): {', '.join(c.name for c in all_clips)}")
     loader = torch.utils.data.DataLoader(PairDataset(train_clips, spec, seed=D.rank_seed(cfg['seed'] + step, d)),
                                          batch_size=cfg['batch_size'], num_workers=cfg['workers'],
                                          persistent_workers=cfg['workers'] > 0)
@@ -170,7 +205,8 @@ def train(cfg: dict) -> Path:
         log = open(log_path, 'a', newline='')
         writer = csv.writer(log)
         if new_log:
-            writer.writerow(['step', 'time_s', 'lr', 'loss', 'rec', 'kl', 'val_psnr', 'val_ref_psnr'])
+            writer.writerow(['step', 'time_s', 'lr', 'loss', 'rec', 'kl', 'val_psnr', 'val_flow_psnr',
+                             'val_telea_psnr', 'val_blend_psnr'])
         try:
             from torch.utils.tensorboard import SummaryWriter
             tb = SummaryWriter(str(out / 'tb'))
@@ -188,7 +224,7 @@ def train(cfg: dict) -> Path:
             g['lr'] = lr_at(step, cfg)
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             outd = ddp(ref, dmg, mask)
-            loss, parts = smcvae_loss(outd, tgt, mask, mcfg.patch_size, mcfg.beta)
+            loss, parts = smcvae_loss(outd, tgt, dmg, mcfg.patch_size, mcfg.beta)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(opt)
@@ -200,16 +236,18 @@ def train(cfg: dict) -> Path:
         if not d.is_main:
             continue
         bar.set_postfix(loss=f'{loss.item():.4f}')
-        vp = vr = ''
+        vp, vb = '', {}
         if step % cfg['val_every'] == 0 or step == cfg['steps']:
-            vp, vr = validate(model, val, device)
+            vb = validate(model, val, device)
+            vp = vb['smcvae']
             if vp > best:
                 best = vp
-                save_model(model, out / 'best.safetensors', {'step': step, 'val_masked_psnr': vp})
-            bar.write(f'step {step}: val masked PSNR {vp:.2f} dB (reference input {vr:.2f} dB, best {best:.2f})')
+                save_model(model, out / 'best.safetensors', {'step': step, 'val_failed_psnr_pooled_db': round(vp, 3)})
+            bar.write(f"step {step}: val failed-pixel PSNR {vp:.2f} dB (flow {vb['flow']:.2f}, telea "
+                      f"{vb['telea']:.2f}, blend {vb['blend']:.2f}; best {best:.2f})")
         if step % 20 == 0 or vp != '':
-            writer.writerow([step, round(time.time() - t0, 1), lr_at(step, cfg), loss.item(),
-                             parts['rec'].item(), parts['kl'].item(), vp, vr])
+            writer.writerow([step, round(time.time() - t0, 1), lr_at(step, cfg), loss.item(), parts['rec'].item(),
+                             parts['kl'].item(), vp, vb.get('flow', ''), vb.get('telea', ''), vb.get('blend', '')])
             log.flush()
             if tb:
                 tb.add_scalar('loss/total', loss.item(), step)

@@ -1,0 +1,41 @@
+"""Launch arguments of launch/restore.launch.py -> restore_node's `parameters` list.
+
+Kept free of `launch` imports so the rules are unit-tested where launch is not installed:
+- `params_file` empty -> the shipped config/restore.yaml; a path that is not a file -> error.
+- `model_path`, `backend`, `image_topics` empty -> the params file's value stays.
+- `image_topics` that names no topic (`,`, `[]`, `['']`) -> error naming the argument.
+"""
+from __future__ import annotations
+
+import os
+from typing import Mapping
+
+STRING_OVERRIDES = ('model_path', 'backend')
+
+
+class LaunchArgumentError(ValueError):
+    """A launch argument that cannot be turned into node parameters (launch prints the message)."""
+
+
+def parse_topics(text: str) -> list[str]:
+    """'/a/image_raw,/b/image_raw' or "['/a/image_raw', '/b/image_raw']" -> ['/a/image_raw', '/b/image_raw']."""
+    items = (t.strip().strip('\'"').strip() for t in text.strip().strip('[]').split(','))
+    return [t for t in items if t]
+
+
+def node_parameters(args: Mapping[str, str], shipped_params_file: str) -> list:
+    """The Node action's `parameters`: the params file, then a dict of the non-empty overrides."""
+    params_file = args.get('params_file', '').strip() or shipped_params_file
+    if not os.path.isfile(params_file):
+        raise LaunchArgumentError(f'params_file:={params_file!r} is not a file')
+    overrides = {name: args[name].strip() for name in STRING_OVERRIDES if args.get(name, '').strip()}
+    topics_text = args.get('image_topics', '').strip()
+    if topics_text:
+        topics = parse_topics(topics_text)
+        if not topics:
+            raise LaunchArgumentError(
+                f'image_topics:={topics_text!r} names no topic; give comma-separated topics '
+                '(image_topics:=/cam_front/image_raw,/cam_rear/image_raw) or leave it out to keep '
+                "params_file's image_topics")
+        overrides['image_topics'] = topics
+    return [params_file] + ([overrides] if overrides else [])
