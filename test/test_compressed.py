@@ -188,3 +188,20 @@ def test_play_and_record_compressed_topic(raw_and_compressed_bags, tmp_path):
             return topic_types(r), [(stamp_ns(m.header), m.header.frame_id, m.format, bytes(m.data)) for m in msgs]
     types, original = decoded(bag)
     assert decoded(rec) == (types, original) and len(original) == 12
+
+
+def test_bag_eval_skips_an_undecodable_compressed_frame(tmp_path, tiny_model, caplog):
+    from smcvae_ros.bag.io import BagWriter, Header, compressed_msg, to_time
+    frames = generate_sequence(4, 96, 64, seed=6)
+    with BagWriter(tmp_path / 'bag') as w:
+        for k, f in enumerate(frames):
+            msg = compressed_msg(f, 'rgb8', Header(stamp=to_time(10**9 * (50 + k)), frame_id='c'))
+            if k == 2:
+                msg.data = msg.data[:30]                                  # truncated JPEG
+            w.write_msg(CAM, COMPRESSED_TYPE, 10**9 * (50 + k), msg)
+    assert smcvae(['bag-eval', str(tmp_path / 'bag'), str(tmp_path / 'eval'), '--model', str(tiny_model),
+                   '--backend', 'torch', '--device', 'cpu', '--quiet', '--examples', '0']) == 0
+    report = json.loads((tmp_path / 'eval' / 'report.json').read_text())
+    assert report['cameras'][CAM]['frames'] == 3 and 'undecodable' in caplog.text
+    with open_bag(tmp_path / 'eval' / 'restored_bag') as r:
+        assert sum(c.topic == RESTORED for c, _, _ in r.messages()) == 3
