@@ -1,5 +1,8 @@
 """Training throughput: one process vs torchrun with N ranks (gloo on CPU, NCCL on GPUs); prints one table.
 
+Runs: one process at the per-rank batch and at the effective batch (with the per-rank thread count),
+N ranks, and one process using all cores as intra-op threads instead of ranks.
+
 Each run is `smcvae train` for --steps steps (rank 0 logs every 20 steps; validation only at the end);
 steps/s is measured between the first and last logged step, so start-up, data indexing and the first
 steps are excluded. Data: --data (frames folder, video or bag), default ../shared/data/train when
@@ -69,9 +72,10 @@ def main() -> None:
         data = args.data or (shared if shared.is_dir() else generated_video(tmp))
         n, b = args.ranks, args.batch
         per_rank = max(1, cores // n)
-        cases = [(f'1 process, batch {b}, {cores} threads', 1, b, cores),
-                 (f'1 process, batch {n * b}, {cores} threads', 1, n * b, cores),
-                 (f'{n} ranks x batch {b} (effective batch {n * b}), {per_rank} thread(s) each', n, b, per_rank)]
+        cases = [(f'1 process, batch {b}, {per_rank} thread(s)', 1, b, per_rank),
+                 (f'1 process, batch {n * b}, {per_rank} thread(s)', 1, n * b, per_rank),
+                 (f'{n} ranks x batch {b} (effective batch {n * b}), {per_rank} thread(s) each', n, b, per_rank),
+                 (f'1 process, batch {n * b}, {cores} threads (intra-op threads instead of ranks)', 1, n * b, cores)]
         print(f'data: {data}; {args.steps} steps; device {args.device}; {cores} CPU cores\n')
         print('| run | steps/s | samples/s |\n|---|---|---|')
         for i, (label, ranks, batch, threads) in enumerate(cases):
