@@ -17,12 +17,14 @@ setup(
         ('share/' + package_name + '/models', glob('models/*.safetensors') + glob('models/*.json')
          + glob('models/*.onnx') + glob('models/*.md')),
     ],
-    install_requires=['setuptools', 'numpy', 'opencv-python-headless', 'safetensors', 'pyyaml', 'tqdm'],
+    # the runtime set (requirements-runtime.txt): restore_node on onnxruntime, no torch
+    install_requires=['setuptools', 'numpy', 'opencv-python-headless', 'onnxruntime'],
     extras_require={
-        'test': ['pytest', 'pytest-timeout', 'onnx', 'onnxruntime', 'rosbags', 'matplotlib', 'colcon-common-extensions'],
-        'bag': ['rosbags'],
-        'onnx': ['onnx', 'onnxruntime'],
-        'train': ['tensorboard', 'matplotlib'],
+        'test': ['pytest', 'pytest-timeout', 'onnx', 'rosbags', 'matplotlib', 'colcon-common-extensions', 'flake8',
+                 'pydocstyle', 'vermin'],
+        'bag': ['rosbags', 'tqdm'],
+        'onnx': ['onnx'],
+        'train': ['torch', 'safetensors', 'pyyaml', 'tqdm', 'tensorboard', 'matplotlib'],
     },
     zip_safe=True,
     maintainer='smcvae_ros maintainers',

@@ -109,7 +109,7 @@ def run_one(variant: str, model: Path, iters: int, warmup: int, batches: list[in
             threads: int) -> dict:
     import torch
 
-    from smcvae_ros.engine.base import create_backend
+    from smcvae_ros.engine import create_backend
     from smcvae_ros.restoration.restorer import Restorer
     name, device, precision = VARIANTS[variant]
     if device == 'cpu' and threads:

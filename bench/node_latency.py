@@ -21,14 +21,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from smcvae_ros.cli.demo import SHARED_VAL
-from smcvae_ros.engine.base import create_backend, default_model_path, read_model_config
+from smcvae_ros.cli.harness import Client, NodeProcess, image_msg
+from smcvae_ros.data.clips import SHARED_VAL
+from smcvae_ros.engine import create_backend
+from smcvae_ros.engine.base import default_model_path, read_model_config
 from smcvae_ros.evaluation.baselines import blend, flow_warp
 from smcvae_ros.evaluation.metrics import psnr
 from smcvae_ros.restoration import RestorationSettings, Restorer, rois_to_mask
 from smcvae_ros.restoration.align import prepare_cues
 from smcvae_ros.restoration.masks import random_rois
-from smcvae_ros.ros.harness import Client, NodeProcess, image_msg, ros_env
+from smcvae_ros.ros.env import ros_env
 from smcvae_ros.ros.messages import fill_image_msg, image_msg_to_array
 
 RELAY_IN, RELAY_OUT, NODE_IN = '/relay/image_raw', '/relay/image_restored', '/bench/image_raw'
@@ -132,7 +134,9 @@ def main() -> int:
 
         def node_latency_ms() -> float:
             """restore_node's own receive -> publish time for the last frame (its /diagnostics)."""
-            settled = lambda: (s := client.status(NODE_IN)) and int(s['frames_out']) == sent[NODE_IN] and s  # noqa: E731
+            def settled():
+                s = client.status(NODE_IN)
+                return s and int(s['frames_out']) == sent[NODE_IN] and s
             st = client.wait_for(settled, 5)
             return float(st['last_latency_ms'])
 

@@ -16,11 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from smcvae_ros.cli.demo import failure_blocks
+from smcvae_ros.cli.demo import BLOCKS
+from smcvae_ros.restoration.masks import blocks_mask
 from smcvae_ros.restoration.frames import grid_to_rois
 from smcvae_ros.engine.base import default_model_path, read_model_config
 from smcvae_ros.restoration.masks import patch_mask_to_pixels
-from smcvae_ros.ros.harness import Client, NodeProcess, image_msg, ros_env, stamp_key
+from smcvae_ros.cli.harness import Client, NodeProcess, image_msg, stamp_key
+from smcvae_ros.ros.env import ros_env
+from smcvae_ros.ros.topics import output_topic
 from smcvae_ros.data.synthetic import generate_sequence
 
 
@@ -46,9 +49,9 @@ def main() -> int:
     model = Path(args.model) if args.model else default_model_path()
     patch = read_model_config(model)['patch_size']
     topics = [f'/soak{i}/image_raw' for i in range(args.cameras)]
-    outs = [t.replace('image_raw', 'image_restored') for t in topics]
+    outs = [output_topic(t, 'image_restored') for t in topics]
     frames = generate_sequence(4, w, h, seed=3)
-    grid = failure_blocks(np.random.default_rng(0), -(-h // patch), -(-w // patch), 0.1)
+    grid = blocks_mask(np.random.default_rng(0), -(-h // patch), -(-w // patch), 0.1, BLOCKS)
     failed = patch_mask_to_pixels(grid, patch)[:h, :w]
     damaged = [np.where(failed[..., None], 0, f).astype(np.uint8) for f in frames]
     node = NodeProcess('soak_restore_node', {'model_path': str(model), 'backend': args.backend, 'device': 'cpu',

@@ -1,8 +1,9 @@
-"""Start restore_node with the shipped params file; launch arguments override single parameters.
+"""Start restore_node (a lifecycle node) with the shipped params file; launch arguments override parameters.
 
     ros2 launch smcvae_ros restore.launch.py
     ros2 launch smcvae_ros restore.launch.py namespace:=vehicle backend:=tensorrt \
         image_topics:=/cam_front/image_raw,/cam_rear/image_raw params_file:=/etc/smcvae/restore.yaml
+    ros2 launch smcvae_ros restore.launch.py autostart:=false    # a lifecycle manager configures/activates
 
 An empty override (the default) leaves the value from params_file in place; an empty params_file is the
 shipped one; image_topics that names no topic (`,` or `[]`) stops the launch with a message naming it.
@@ -13,17 +14,17 @@ from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node
+from launch_ros.actions import LifecycleNode
 from smcvae_ros.ros.launch_args import node_parameters
 
 PACKAGE = 'smcvae_ros'
 DEFAULT_PARAMS_FILE = os.path.join(get_package_share_directory(PACKAGE), 'config', 'restore.yaml')
-ARGUMENTS = ('params_file', 'model_path', 'backend', 'image_topics', 'namespace')
+ARGUMENTS = ('params_file', 'model_path', 'backend', 'image_topics', 'namespace', 'autostart')
 
 
 def _restore_node(context):
     values = {name: LaunchConfiguration(name).perform(context) for name in ARGUMENTS}
-    return [Node(
+    return [LifecycleNode(
         package=PACKAGE,
         executable='restore_node',
         name='restore_node',
@@ -45,5 +46,8 @@ def generate_launch_description():
         DeclareLaunchArgument('image_topics', default_value='',
                               description="comma-separated input image topics; '' keeps params_file's value"),
         DeclareLaunchArgument('namespace', default_value='', description='namespace of the node'),
+        DeclareLaunchArgument('autostart', default_value='',
+                              description="true: configure and activate at start-up; false: wait for a "
+                                          "lifecycle manager; '' keeps params_file's value (true)"),
         OpaqueFunction(function=_restore_node),
     ])

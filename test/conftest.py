@@ -8,13 +8,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from smcvae_ros.ros.harness import ros_env  # imports no rclpy: the env is set before rclpy loads
+from smcvae_ros.ros.env import ros_env  # imports no rclpy: the env is set before rclpy loads
 
 if 'SMCVAE_TEST_DOMAIN_ID' not in os.environ:  # one domain per test session, inherited by subprocesses
     os.environ['SMCVAE_TEST_DOMAIN_ID'] = str(random.SystemRandom().randint(1, 101))
 ros_env(int(os.environ['SMCVAE_TEST_DOMAIN_ID']))
 
 REPO = Path(__file__).resolve().parent.parent
+TEST_DATA = Path(__file__).resolve().parent / 'data'
 TEST_TIMEOUT_S = 600  # per test, when pytest-timeout is installed (package.xml: python3-pytest-timeout)
 
 
@@ -26,7 +27,6 @@ def pytest_configure(config):
         config.addinivalue_line('markers', 'timeout(seconds): per-test limit (needs pytest-timeout)')
     elif config.getoption('timeout') is None and 'PYTEST_TIMEOUT' not in os.environ:
         config.option.timeout = TEST_TIMEOUT_S
-SHARED_DATA = REPO.parent / 'shared' / 'data'
 
 
 @pytest.fixture(scope='session')
@@ -55,11 +55,26 @@ def shipped_model() -> Path:
 
 @pytest.fixture(scope='session')
 def val_frames() -> list[Path]:
-    """Consecutive real frames from ../shared/data/val (the tests need the shared data)."""
-    clip = SHARED_DATA / 'val' / 'udacity_lanelines_solidwhiteright'
-    if not clip.is_dir():
-        pytest.skip(f'shared data not present: {clip}')
-    return sorted(clip.glob('*.jpg'))[:12]
+    """12 consecutive real 960x540 frames shipped with the tests (test/data/README.md: source, MIT licence)."""
+    frames = sorted((TEST_DATA / 'udacity_solidwhiteright').glob('*.jpg'))
+    assert len(frames) == 12, f'test frames missing under {TEST_DATA}'
+    return frames
+
+
+@pytest.fixture(scope='session')
+def frames(val_frames) -> list[np.ndarray]:
+    """The first 4 test frames as RGB arrays."""
+    from smcvae_ros.data.clips import read_rgb
+    return [read_rgb(p) for p in val_frames[:4]]
+
+
+@pytest.fixture(scope='module')
+def ros(request, tiny_model):
+    """(NodeProcess, Client): a tiny-model restore_node for the test module's CAMERAS, one per module."""
+    from ros_helpers import tiny_node
+    with tiny_node('restore_' + request.module.__name__.rpartition('.')[2], tiny_model,
+                   request.module.CAMERAS) as node_client:
+        yield node_client
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Helpers for the DDS tests of restore_node (the process/client harness lives in smcvae_ros.ros.harness)."""
+"""Helpers for the DDS tests of restore_node (the process/client harness lives in smcvae_ros.cli.harness)."""
 from __future__ import annotations
 
 import contextlib
@@ -6,9 +6,9 @@ import contextlib
 import numpy as np
 
 from smcvae_ros.restoration import rois_to_mask
-from smcvae_ros.ros.harness import Client, NodeProcess, image_msg  # noqa: F401 - NodeProcess re-exported
+from smcvae_ros.cli.harness import Client, NodeProcess, image_msg  # noqa: F401 - NodeProcess re-exported
 from smcvae_ros.ros.messages import image_msg_to_array
-from smcvae_ros.ros.params import output_topic
+from smcvae_ros.ros.topics import output_topic
 
 _clock = [1000.0]
 
@@ -20,9 +20,9 @@ def next_stamp(jump_s: float = 0.0) -> float:
 
 
 @contextlib.contextmanager
-def running_node(name: str, overrides: dict, topics: list[str]):
+def running_node(name: str, overrides: dict, topics: list[str], env: dict | None = None):
     """A restore_node subprocess plus a connected client; on failure the node log is in the message."""
-    node = NodeProcess(name, {'image_topics': topics, 'diagnostics_period_s': 0.2, **overrides})
+    node = NodeProcess(name, {'image_topics': topics, 'diagnostics_period_s': 0.2, **overrides}, env=env)
     client = Client(f'{name}_client')
     try:
         for t in topics:
@@ -32,6 +32,19 @@ def running_node(name: str, overrides: dict, topics: list[str]):
         client.close()
         rc = node.stop()
     assert rc == 0, f'restore_node exited with {rc}:\n{node.log()}'
+
+
+@contextlib.contextmanager
+def tiny_node(name: str, model, topics: list[str]):
+    """running_node() with the tiny test model on the torch CPU backend."""
+    with running_node(name, {'model_path': str(model), 'backend': 'torch', 'device': 'cpu'}, topics) as node_client:
+        yield node_client
+
+
+def clear(client: Client, topic: str, frame: np.ndarray, encoding: str = 'rgb8', stamp: float | None = None):
+    """No active failure and a fresh healthy reference for the camera; returns send()'s result."""
+    client.send_health(topic, topic)
+    return send(client, topic, frame, encoding, stamp)
 
 
 def pixels(msg) -> np.ndarray:

@@ -16,9 +16,9 @@ from smcvae_ros.bag.io import (DIAG_TYPE, IMAGE_TYPE, BagWriter, Header, deseria
 from smcvae_ros.cli import main as smcvae
 from smcvae_ros.restoration import rois_to_mask
 from smcvae_ros.restoration.frames import grid_to_pixels
-from smcvae_ros.ros.harness import command
-from smcvae_ros.ros.messages import image_msg_to_array, parse_failure_status
-
+from smcvae_ros.cli.harness import command
+from smcvae_ros.ros.health import failure_from_status
+from smcvae_ros.ros.messages import image_msg_to_array
 
 
 def read_all(path):
@@ -147,9 +147,9 @@ def test_bag_eval_outputs_and_contract(small_bag, tiny_model, tmp_path):
                                                        '/camera_health'))
         assert t_in == t_out and t_in - 60_000_000 < t_diag < t_in         # diagnostics lead the frame
         assert stamp_ns(diag.header) == stamp_ns(raw.header) == stamp_ns(rest.header)
-        hw, rois, whole = parse_failure_status(diag.status[0])
-        assert hw == '/cam_front/image_raw' and not whole
-        failed = rois_to_mask(rois, 64, 96)
+        failure = failure_from_status(diag.status[0])
+        assert diag.status[0].hardware_id == '/cam_front/image_raw' and not failure.whole_frame
+        failed = rois_to_mask(failure.rois, 64, 96)
         mask = masks.get(stamp_ns(raw.header))
         m = image_msg_to_array(mask) > 0 if mask is not None else np.zeros((64, 96), bool)
         np.testing.assert_array_equal(m, failed if frames[i]['status'] == 'restored' else np.zeros_like(m))
@@ -190,7 +190,8 @@ def test_bad_input(small_bag, tiny_model, tmp_path, capsys):
     fails(['bag-eval', str(small_bag), str(tmp_path / 'o2'), '--topics', '/cam_rear/image_raw', *ev],
           '/cam_rear/image_raw', 'not in bag')
     diag = tmp_path / 'diag_only'
-    write_bag(diag, [('/camera_health', DIAG_TYPE, 5, failure_diagnostics(Header(stamp=to_time(5), frame_id=''), '/x', []))])
+    health = failure_diagnostics(Header(stamp=to_time(5), frame_id=''), '/x', [])
+    write_bag(diag, [('/camera_health', DIAG_TYPE, 5, health)])
     fails(['bag-eval', str(diag), str(tmp_path / 'o3'), '--topics', '/camera_health', *ev], '/camera_health',
           'expected sensor_msgs/msg/Image')
     fails(['bag-eval', str(diag), str(tmp_path / 'o3'), *ev], 'no sensor_msgs/msg/Image or sensor_msgs/msg/CompressedImage camera topics')

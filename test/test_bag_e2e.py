@@ -18,7 +18,7 @@ import numpy as np
 
 from smcvae_ros.bag.io import IMAGE_TYPE, deserialize, open_bag, stamp_ns
 from smcvae_ros.cli import main as smcvae
-from smcvae_ros.ros.harness import command, params_file
+from smcvae_ros.cli.harness import command, params_file
 from smcvae_ros.ros.messages import image_msg_to_array
 
 FPS, FRAMES, LEAD_S = 2.0, 8, 0.05
@@ -99,4 +99,5 @@ def test_replay_through_node_matches_offline(tmp_path, val_frames, tiny_model):
             np.testing.assert_array_equal(live[stamp][0], img, err_msg=f'{topic} differs at stamp {stamp}')
     assert sorted(images_by_stamp(rec, '/cam_front/image_restored')) == sorted(inputs)  # one output per input
     masks = images_by_stamp(rec, '/cam_front/restoration_mask')  # only frames with synthesized pixels
-    assert len(masks) == report['cameras']['/cam_front/image_raw']['restored'] and all(m.any() for (m,) in masks.values())
+    assert len(masks) == report['cameras']['/cam_front/image_raw']['restored']
+    assert all(m.any() for (m,) in masks.values())

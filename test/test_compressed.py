@@ -14,7 +14,7 @@ from ros_helpers import NodeProcess, damage, next_stamp, pixels, settled_status
 from smcvae_ros.bag.io import COMPRESSED_TYPE, IMAGE_TYPE, deserialize, open_bag, stamp_ns, topic_types
 from smcvae_ros.cli import main as smcvae
 from smcvae_ros.data.synthetic import generate_sequence
-from smcvae_ros.ros.harness import Client, stamp_key
+from smcvae_ros.cli.harness import Client, stamp_key
 from smcvae_ros.ros.messages import MalformedMessage, decode_compressed, encode_compressed, parse_compressed_format
 
 CAM = '/cam_front/image_raw/compressed'

@@ -7,12 +7,13 @@ import cv2
 import numpy as np
 import pytest
 
-from smcvae_ros.cli.demo import failure_blocks
+from smcvae_ros.cli.demo import BLOCKS
+from smcvae_ros.restoration.masks import blocks_mask
 from smcvae_ros.restoration import rois_to_mask
 from smcvae_ros.restoration.frames import grid_to_rois
 from smcvae_ros.restoration.masks import make_mask, patch_mask_to_pixels
 from smcvae_ros.data.synthetic import generate_sequence
-from smcvae_ros.ros.harness import command
+from smcvae_ros.cli.harness import command
 
 
 def test_generated_sequence_is_deterministic_and_moves():
@@ -31,16 +32,17 @@ def test_grid_to_rois_round_trip(rng):
     assert np.array_equal(rois_to_mask(rois, h, w), patch_mask_to_pixels(grid, p)[:h, :w])
 
 
-def test_failure_blocks_cover_the_ratio(rng):
-    grid = failure_blocks(rng, 90, 160, 0.1)
+def test_demo_blocks_cover_the_ratio(rng):
+    grid = blocks_mask(rng, 90, 160, 0.1, BLOCKS)
     assert 0.1 <= grid.mean() < 0.11
+    assert blocks_mask(rng, 3, 2, 0.5, (2, 6)).sum() >= 3          # blocks larger than the grid are clipped
 
 
 @pytest.mark.timeout(180)
 def test_demo_runs_the_node_on_the_generated_sequence(tiny_model, tmp_path):
     out = tmp_path / 'demo'
     cmd = command('smcvae') + ['demo', '--generated', '--num-frames', '6', '--size', '320x180',
-           '--model', str(tiny_model), '--backend', 'torch', '--out', str(out)]
+                               '--model', str(tiny_model), '--backend', 'torch', '--out', str(out)]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=170)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert 'failed-region PSNR over 4 damaged frames' in proc.stdout, proc.stdout

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from smcvae_ros.engine.base import BackendError, auto_order, create_backend
+from smcvae_ros.engine.base import BackendError
+from smcvae_ros.engine.factory import auto_order, create_backend
 from smcvae_ros.engine.cache import EngineCache, EngineKey
 from smcvae_ros.engine.export import export_onnx, verification_batch
 from smcvae_ros.engine.tensorrt_backend import (EngineRunner, build_engine, engine_key, load_or_build,
@@ -115,8 +116,10 @@ def test_cache_hit_stale_and_corrupt(tmp_path):
     path = cache.store('m', _key(), b'engine-bytes' * 100)
     assert cache.load('m', _key()) == (b'engine-bytes' * 100, '')
     assert sorted(p.name for p in tmp_path.iterdir()) == ['m.fp16.b8.engine', 'm.fp16.b8.json']  # no temp files
-    for change, field in ((dict(tensorrt_version='10.7.0'), 'tensorrt_version'), (dict(gpu_name='RTX 4090'), 'gpu_name'),
-                          (dict(compute_capability='8.9'), 'compute_capability'), (dict(onnx_sha256='b' * 64), 'onnx_sha256'),
+    for change, field in ((dict(tensorrt_version='10.7.0'), 'tensorrt_version'),
+                          (dict(gpu_name='RTX 4090'), 'gpu_name'),
+                          (dict(compute_capability='8.9'), 'compute_capability'),
+                          (dict(onnx_sha256='b' * 64), 'onnx_sha256'),
                           (dict(profile=(1, 4, 8)), 'profile'), (dict(img_size=32), 'img_size')):
         data, reason = cache.load('m', _key(**change))
         assert data is None and 'stale' in reason and field in reason
@@ -187,7 +190,8 @@ def test_bool_io_onnx_is_rejected(tmp_path):
 
 def test_engine_key_fields(tiny_onnx):
     key = engine_key(FakeTensorRT('10.7.0'), tiny_onnx, 'fp16', 6, 32, ('NVIDIA Orin', '8.7'))
-    assert (key.tensorrt_version, key.gpu_name, key.compute_capability, key.profile) == ('10.7.0', 'NVIDIA Orin', '8.7', (1, 6, 6))
+    assert (key.tensorrt_version, key.gpu_name, key.compute_capability, key.profile) == \
+        ('10.7.0', 'NVIDIA Orin', '8.7', (1, 6, 6))
     import hashlib
     assert key.onnx_sha256 == hashlib.sha256(tiny_onnx.read_bytes()).hexdigest()
     assert profile_shapes((1, 6, 6), 32, 16)['patch_mask'] == ((1, 16), (6, 16), (6, 16))
@@ -243,11 +247,14 @@ def _val_batch(cfg, val_frames):
 
 
 @pytest.mark.cuda
-@pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA GPU: TensorRTBackend needs one (TensorRT itself is doubled)')
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason='no CUDA GPU: TensorRTBackend needs one (TensorRT itself is doubled)')
 def test_tensorrt_backend_cache_and_warmup_with_double(tiny_model, tmp_path):
     from smcvae_ros.engine.tensorrt_backend import TensorRTBackend
     trt = FakeTensorRT('10.3.0')
-    make = lambda t, **kw: TensorRTBackend(tiny_model, max_batch=4, engine_cache_dir=tmp_path, trt_module=t, **kw)  # noqa: E731
+
+    def make(t, **kw):
+        return TensorRTBackend(tiny_model, max_batch=4, engine_cache_dir=tmp_path, trt_module=t, **kw)
     first = make(trt)
     assert first.engine_status.startswith('built: no cached engine') and trt.builds == 1 and first.engine_path.is_file()
     assert first.runner.context.executed == [first.stream.cuda_stream] * 2   # warm-up: batch 1 and max_batch

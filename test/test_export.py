@@ -11,10 +11,9 @@ import pytest
 import torch
 
 from smcvae_ros.engine.base import BackendError
-from smcvae_ros.engine.export import (META_WEIGHTS_SHA, RestoreGraph, ensure_onnx, example_inputs, export_onnx,
-                                      onnx_metadata, onnx_path_for, verification_batch, verify_onnx)
+from smcvae_ros.engine.export import RestoreGraph, example_inputs, export_onnx, verification_batch, verify_onnx
+from smcvae_ros.engine.graph import META_WEIGHTS_SHA, ensure_onnx, file_sha256, onnx_metadata, onnx_path_for
 from smcvae_ros.model import load_model
-from smcvae_ros.model.io import file_sha256
 
 
 @pytest.fixture(scope='module')
@@ -44,7 +43,8 @@ def test_graph_ops_io_and_metadata(exported, default_size_model):
     assert ops['Softmax'] == cfg.enc_depth * 2 + cfg.dec_depth
     assert max(o.version for o in proto.opset_import if o.domain in ('', 'ai.onnx')) >= 17
     assert [i.name for i in proto.graph.input] == ['ref', 'damaged', 'patch_mask']
-    assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in list(proto.graph.input) + list(proto.graph.output))
+    io = list(proto.graph.input) + list(proto.graph.output)
+    assert all(v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT for v in io)
     assert onnx_metadata(exported)[META_WEIGHTS_SHA] == file_sha256(default_size_model)
 
 
@@ -66,7 +66,8 @@ def test_restore_graph_equals_model_forward(default_size_model, val_frames):
     with torch.no_grad():
         expected = model(ref, dmg, mask.bool(), sample=False)['restored']
         assert torch.equal(RestoreGraph(model)(ref, dmg, mask), expected)
-        noise = torch.randn(4, 3, model.cfg.num_patches, model.cfg.latent_dim, generator=torch.Generator().manual_seed(3))
+        noise = torch.randn(4, 3, model.cfg.num_patches, model.cfg.latent_dim,
+                            generator=torch.Generator().manual_seed(3))
         restored, var = RestoreGraph(model)(ref, dmg, mask, noise)
         samples = torch.stack([model.restore(ref, dmg, mask.bool(), noise[:, k])['restored'] for k in range(3)], 1)
         assert torch.allclose(restored, expected, atol=1e-5)   # the Z = M pass shares the encoder pass

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from smcvae_ros.evaluation.metrics import psnr, ssim
-from smcvae_ros.training.train import pooled_psnr
+from smcvae_ros.training.tile_metrics import pooled_psnr
 
 
 def test_psnr_known_values():

@@ -1,38 +1,21 @@
 """restore_node over real DDS (loopback, reliable QoS), started as launch_ros would start it."""
 import numpy as np
 import pytest
-from ros_helpers import NodeProcess, assert_same_header, damage, next_stamp, pixels, running_node, send, settled_status
+from ros_helpers import (NodeProcess, assert_same_header, clear, damage, next_stamp, pixels, running_node, send,
+                         settled_status)
 
 from smcvae_ros.data.clips import read_rgb
-from smcvae_ros.cli.demo import failure_blocks
-from smcvae_ros.evaluation.metrics import psnr
+from smcvae_ros.cli.demo import BLOCKS
+from smcvae_ros.restoration.masks import blocks_mask
 from smcvae_ros.restoration.frames import grid_to_rois
-from smcvae_ros.ros.harness import health_array, image_msg
+from smcvae_ros.cli.harness import health_array, image_msg
 
 pytestmark = pytest.mark.timeout(240)
 
 CAM_A, CAM_B = '/cam_a/image_raw', '/cam_b/image_raw'
+CAMERAS = [CAM_A, CAM_B]             # of the module's `ros` node (conftest)
 CAM_Q = '/cam_q/image_raw'  # own topic: the module's `ros` node must not answer for it
 ROIS = [(100, 300, 64, 48), (500, 200, 40, 40)]
-
-
-@pytest.fixture(scope='module')
-def ros(tiny_model):
-    with running_node('restore_test', {'model_path': str(tiny_model), 'backend': 'torch', 'device': 'cpu'},
-                      [CAM_A, CAM_B]) as (node, client):
-        yield node, client
-
-
-@pytest.fixture(scope='module')
-def frames(val_frames):
-    return [read_rgb(p) for p in val_frames[:4]]
-
-
-def clear(client, topic, frame, encoding='rgb8'):
-    """No active failure and a fresh healthy reference for the camera."""
-    client.send_health(topic, topic)
-    _, out, _ = send(client, topic, frame, encoding)
-    return out
 
 
 def test_passthrough_when_healthy(ros, frames):
@@ -181,7 +164,7 @@ def test_restoration_beats_reference_copy(shipped_model, val_frames):
         for k in (0, 3, 6, 9):
             reference, truth = read_rgb(val_frames[k]), read_rgb(val_frames[k + 2])
             h, w = truth.shape[:2]
-            rois = grid_to_rois(failure_blocks(rng, h // 8, w // 8, 0.1), 8, h, w)
+            rois = grid_to_rois(blocks_mask(rng, h // 8, w // 8, 0.1, BLOCKS), 8, h, w)
             clear(client, CAM_Q, reference)
             client.send_health(CAM_Q, CAM_Q, rois=rois)
             _, out, mask = send(client, CAM_Q, damage(truth, rois))
@@ -204,7 +187,7 @@ def test_runtime_toggles_self_detect_and_uncertainty(ros, frames):
         dead = [(208, 104, 48, 40)]                                 # patch-aligned black block
         msg, out, mask = send(client, CAM_B, damage(frames[1], dead))
         px = mask > 0
-        assert px[104:144, 208:256].all() and px.mean() < 0.02      # (plus any saturated patches)
+        assert px[104:144, 208:256].all() and px.mean() < 0.03      # (plus any saturated patches)
         assert bytes(out.data) != bytes(msg.data)
         unc_topic = '/cam_b/restoration_uncertainty'
         unc = client.wait_for(lambda: client.output(unc_topic, (msg.header.stamp.sec, msg.header.stamp.nanosec)), 10)

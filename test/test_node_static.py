@@ -7,6 +7,7 @@ import yaml
 
 from smcvae_ros.ros import params as P
 from smcvae_ros.ros.launch_args import LaunchArgumentError, node_parameters, parse_topics
+from smcvae_ros.ros.topics import CameraIds, camera_input, camera_namespace, output_topic
 
 REPO = Path(__file__).resolve().parent.parent
 LAUNCH = REPO / 'launch' / 'restore.launch.py'
@@ -24,7 +25,8 @@ def _const(node):
 
 def test_launch_starts_restore_node_with_shipped_params_file():
     tree = ast.parse(LAUNCH.read_text())
-    nodes = _calls(tree, 'Node')
+    assert not _calls(tree, 'Node')
+    nodes = _calls(tree, 'LifecycleNode')
     assert len(nodes) == 1
     kw = {k.arg: k.value for k in nodes[0].keywords}
     assert _const(kw['executable']) == 'restore_node'
@@ -37,7 +39,7 @@ def test_launch_starts_restore_node_with_shipped_params_file():
     assert ast.unparse(params_call.args[1]) == 'DEFAULT_PARAMS_FILE'
     # the params_file argument defaults to share/smcvae_ros/config/restore.yaml
     args = {_const(c.args[0]): {k.arg: k.value for k in c.keywords} for c in _calls(tree, 'DeclareLaunchArgument')}
-    assert {'params_file', 'model_path', 'backend', 'image_topics', 'namespace'} <= set(args)
+    assert {'params_file', 'model_path', 'backend', 'image_topics', 'namespace', 'autostart'} <= set(args)
     assert set(ast.literal_eval(assigns['ARGUMENTS'])) == set(args)  # every declared argument reaches node_parameters
     default = ast.unparse(assigns[args['params_file']['default_value'].id])
     assert "'config'" in default and "'restore.yaml'" in default and 'get_package_share_directory(PACKAGE)' in default
@@ -75,14 +77,17 @@ def test_descriptors_carry_types_ranges_and_read_only():
                                             ('/cam_front/image_raw/compressed', '/cam_front/image_restored'),
                                             ('image_raw/compressed', 'image_restored')])
 def test_output_topic(topic, expected):
-    assert P.output_topic(topic, 'image_restored') == expected
+    assert output_topic(topic, 'image_restored') == expected
 
 
 def test_camera_input_and_namespace():
-    assert P.camera_input('/cam_front/image_raw/compressed') == (True, '/cam_front/image_raw')
-    assert P.camera_input('/cam_front/image_raw') == (False, '/cam_front/image_raw')
-    assert P.camera_input('/compressed') == (False, '/compressed')
-    assert P.camera_namespace('/cam_front/image_raw/compressed') == '/cam_front'
+    assert camera_input('/cam_front/image_raw/compressed') == (True, '/cam_front/image_raw')
+    assert camera_input('/cam_front/image_raw') == (False, '/cam_front/image_raw')
+    assert camera_input('/compressed') == (False, '/compressed')
+    assert camera_namespace('/cam_front/image_raw/compressed') == '/cam_front'
+    ids = CameraIds(['/cam_front/image_raw/compressed'])     # health may name either topic or the namespace
+    assert {ids.match(h) for h in ('/cam_front/image_raw/compressed', 'cam_front/image_raw', '/cam_front')} == {
+        '/cam_front/image_raw/compressed'}
 
 
 @pytest.mark.parametrize('change,fragment', [({'image_topics': []}, 'non-empty'),

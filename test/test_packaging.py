@@ -29,7 +29,8 @@ ROSDEP_KEYS = {'numpy': 'python3-numpy', 'cv2': 'python3-opencv', 'yaml': 'pytho
                'colcon_core': 'python3-colcon-common-extensions', 'matplotlib': 'python3-matplotlib',
                'onnxruntime': 'python3-onnxruntime-pip', 'rclpy': 'rclpy', 'sensor_msgs': 'sensor_msgs',
                'std_msgs': 'std_msgs', 'diagnostic_msgs': 'diagnostic_msgs', 'rcl_interfaces': 'rcl_interfaces',
-               'ament_index_python': 'ament_index_python', 'launch': 'launch', 'launch_ros': 'launch_ros'}
+               'ament_index_python': 'ament_index_python', 'launch': 'launch', 'launch_ros': 'launch_ros',
+               'lifecycle_msgs': 'lifecycle_msgs', 'flake8': 'python3-flake8', 'pydocstyle': 'python3-pydocstyle'}
 # import name -> pip package: no rosdep key exists, so requirements-vehicle.txt and package.xml's comment name them
 PIP_ONLY = {'torch': 'torch', 'onnx': 'onnx', 'rosbags': 'rosbags', 'safetensors': 'safetensors',
             'tensorrt': 'tensorrt'}

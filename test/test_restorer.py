@@ -137,11 +137,12 @@ def test_tiles_cover_every_failed_pixel_once_by_cell_and_blend_without_seams():
     assert (cover[failed] >= 1).all()
     assert len(tiles.origins) < np.ceil(h / 24) * np.ceil(w / 24)   # only tiles over failures run
     assert tiles.damaged.shape == (len(tiles.origins), 4, 32, 32)
-    np.testing.assert_array_equal(tiles.damaged[:, 3] > 0, np.stack([failed[y:y + 32, x:x + 32] for y, x in tiles.origins]))
+    crops = np.stack([failed[y:y + 32, x:x + 32] for y, x in tiles.origins])
+    np.testing.assert_array_equal(tiles.damaged[:, 3] > 0, crops)
     # neighbouring tiles with different outputs: the blend ramps across the 8-px overlap, no step
     out = np.stack([np.full((3, 32, 32), k % 2, np.float32) for k in range(len(tiles.origins))])
     rgb, _ = blend_tiles(tiles, out)
-    (ys, xs), inside = tiles.box, cover[tiles.box] > 0
+    inside = cover[tiles.box] > 0
     steps = np.abs(np.diff(rgb[..., 0].astype(int), axis=1))[inside[:, 1:] & inside[:, :-1]]
     assert 0 < steps.max() <= 255 // 8 + 1
 

@@ -130,7 +130,7 @@ class FakeBuilder:
             return None
         engine = {'fake_engine': 1, 'flags': sorted(config.flags), 'pools': {k: v for k, v in config.pools.items()},
                   'profiles': [p.shapes for p in config.profiles],
-                  'fp32_layers': sum(1 for l in network.layers if l.precision == DataType.FLOAT),
+                  'fp32_layers': sum(1 for layer in network.layers if layer.precision == DataType.FLOAT),
                   'io': [[t.name, 'input', t.dtype.value] for t in network.inputs]
                   + [[t.name, 'output', t.dtype.value] for t in network.outputs]}
         return json.dumps(engine).encode()

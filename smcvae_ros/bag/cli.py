@@ -94,4 +94,3 @@ def add_parser(sub) -> None:
     p.set_defaults(func=_runner('record'))
     for name in ('bag-make', 'bag-eval', 'bag-play', 'bag-record'):
         sub.choices[name].add_argument('-v', '--verbose', action='store_true')
-

@@ -1,4 +1,4 @@
-"""`smcvae bag-eval`: inject failures into a bag's camera topics, restore them with the node's Restorer,
+"""`smcvae bag-eval`: inject failures into a bag's camera topics, restore them with the node's FrameHandler,
 and write an output bag, a report (JSON + CSV), plots and side-by-side PNGs.
 
 Diagnostics timing: for every camera frame one DiagnosticArray goes to the diagnostics topic (WARN with
@@ -21,15 +21,15 @@ from tqdm import tqdm
 
 from ..evaluation.baselines import copy_reference
 from ..evaluation.metrics import region_scores
-from ..restoration import FrameResult, RestorationSettings, Restorer
-from ..restoration.frames import failure_mask
-from ..restoration.restorer import INVALID
+from ..restoration import FrameStatus, RestorationSettings, Restorer
 from ..restoration.frames import to_rgb
-from ..ros.messages import MalformedMessage, decoded_image, format_rois, parse_failure_status, parse_rois
-from ..ros.params import camera_input, camera_namespace
+from ..ros.handler import Frame, FrameHandler
+from ..ros.health import Failure, failure_from_status, format_rois, parse_rois
+from ..ros.messages import MalformedMessage
+from ..ros.topics import CameraIds
 from .inject import FailureSchedule
-from .io import (DIAG_TYPE, IMAGE_TYPE, BagError, BagWriter, camera_topics, deserialize,
-                 failure_diagnostics, image_msg, messages, open_bag, output_topics, stamp_ns)
+from .io import (DIAG_TYPE, IMAGE_TYPE, BagError, BagWriter, camera_topics, deserialize, failure_diagnostics,
+                 image_msg, messages, open_bag, output_topics, raw_image_msg, stamp_ns)
 
 log = logging.getLogger(__name__)
 MAX_LEAD_NS = 50_000_000
@@ -41,7 +41,7 @@ class EvalConfig:
     pattern: str = 'random'
     seed: int = 0
     damage_prob: float = 0.75
-    cameras: tuple[str, ...] = ()          # empty: every Image topic that is not an output topic
+    cameras: tuple[str, ...] = ()          # empty: every Image/CompressedImage topic that is not an output
     use_recorded_diagnostics: bool = False
     diagnostics_topic: str = '/camera_health'
     max_reference_age_s: float = 2.0
@@ -59,7 +59,7 @@ class _Camera:
     def __init__(self, topic: str, cfg: EvalConfig, n_frames: int):
         self.topic = topic
         self.schedule = FailureSchedule(topic, cfg.seed, cfg.ratio, cfg.pattern, cfg.damage_prob)
-        self.recorded: tuple = ([], False, None)  # latest recorded (rois, whole_frame, invalid reason)
+        self.recorded = Failure()                       # failure from the latest recorded status
         self.reference: np.ndarray | None = None        # last healthy RGB frame (the copy baseline's source)
         self.last_t: int | None = None
         self.index = 0
@@ -72,7 +72,7 @@ def evaluate_bag(in_bag, backend, cfg: EvalConfig, out_bag=None, examples_dir=No
                  overwrite: bool = False, progress: bool = True) -> list[dict]:
     """Run one evaluation pass; returns per-frame rows. Writes the output bag / example PNGs when given."""
     from .report import save_example
-    restorer = Restorer(backend, RestorationSettings(max_reference_age_s=cfg.max_reference_age_s))
+    handler = FrameHandler(Restorer(backend, RestorationSettings(max_reference_age_s=cfg.max_reference_age_s)))
     rows: list[dict] = []
     with open_bag(in_bag) as reader:
         cams = camera_topics(reader, in_bag, cfg.cameras)
@@ -84,6 +84,7 @@ def evaluate_bag(in_bag, backend, cfg: EvalConfig, out_bag=None, examples_dir=No
                            'to use it or --diagnostics-topic to inject on another topic')
         counts = {c.topic: c.msgcount for c in reader.connections}
         state = {t: _Camera(t, cfg, counts[t]) for t in cams}
+        ids = CameraIds(cams)
         replaced = {o for t in cams for o in output_topics(t)}  # outputs of an earlier run are rewritten
         writer = BagWriter(out_bag, storage, overwrite) if out_bag else None
         with writer or nullcontext():
@@ -93,10 +94,15 @@ def evaluate_bag(in_bag, backend, cfg: EvalConfig, out_bag=None, examples_dir=No
                 if writer and conn.topic not in replaced:
                     writer.write(writer.connection(conn.topic, conn.msgtype, like=conn), t, data)
                 if conn.topic == cfg.diagnostics_topic and cfg.use_recorded_diagnostics and conn.msgtype == DIAG_TYPE:
-                    _apply_recorded(deserialize(data, DIAG_TYPE, conn.topic, in_bag), state)
+                    _apply_recorded(deserialize(data, DIAG_TYPE, conn.topic, in_bag), state, ids)
                 elif conn.topic in state and state[conn.topic].error is None:
-                    row = _process(state[conn.topic], restorer, deserialize(data, conn.msgtype, conn.topic, in_bag),
-                                   t, cfg, writer, examples_dir, save_example)
+                    try:  # CompressedImage is decoded into a raw Image first
+                        msg = raw_image_msg(deserialize(data, conn.msgtype, conn.topic, in_bag))
+                    except MalformedMessage as e:  # like the node: an undecodable frame is dropped
+                        log.warning('%s: undecodable frame dropped (not evaluated, not in the output bag): %s',
+                                    conn.topic, e)
+                        continue
+                    row = _process(state[conn.topic], handler, msg, t, cfg, writer, examples_dir, save_example)
                     if row:
                         rows.append(row)
             if not rows:  # inside the writer: the output bag is discarded
@@ -105,68 +111,58 @@ def evaluate_bag(in_bag, backend, cfg: EvalConfig, out_bag=None, examples_dir=No
     return rows
 
 
-def _apply_recorded(array, state: dict[str, _Camera]) -> None:
+def _apply_recorded(array, state: dict[str, _Camera], ids: CameraIds) -> None:
+    """The latest status per camera applies to its next frames (the node's rule)."""
     for status in array.status:
-        hw = str(status.hardware_id)
-        try:
-            _, rois, whole = parse_failure_status(status)
-            recorded = (rois, whole, None)
-        except MalformedMessage as e:  # like the node: the camera's frames pass through until the next status
-            log.warning('diagnostics status %r is malformed: %s', status.name, e)
-            recorded = ([], False, f'malformed health status: {e}')
-        key = '/' + hw.strip().strip('/')  # like the node: the image topic or its namespace
-        for cam in state.values():
-            if key in (cam.topic, camera_input(cam.topic)[1], camera_namespace(cam.topic)):
-                cam.recorded = recorded
+        topic = ids.match(status.hardware_id)
+        if topic is not None:
+            state[topic].recorded = failure_from_status(status)
+            if state[topic].recorded.error:
+                log.warning('diagnostics status %r: %s', status.name, state[topic].recorded.error)
 
 
-def _process(cam: _Camera, restorer: Restorer, msg, t: int, cfg: EvalConfig, writer, examples_dir, save_example):
-    try:
-        image, encoding = decoded_image(msg)
-    except MalformedMessage as e:
-        if hasattr(msg, 'format'):  # like the node: an undecodable compressed frame is dropped
-            log.warning('%s: undecodable frame dropped (not evaluated, not in the output bag): %s', cam.topic, e)
-            return None
-        cam.error = str(e)
-        log.error('%s: %s; skipping this camera', cam.topic, e)
-        return None
-    h, w = image.shape[:2]
+def _process(cam: _Camera, handler: FrameHandler, msg, t: int, cfg: EvalConfig, writer, examples_dir, save_example):
+    h, w = int(msg.height), int(msg.width)
     if cfg.use_recorded_diagnostics:
-        rois, whole, invalid = cam.recorded
+        failure = cam.recorded
     else:
-        rois, whole, invalid = parse_rois(format_rois(cam.schedule.next(h, w))), False, None  # as the node parses
+        rois = cam.schedule.next(h, w) if h > 0 and w > 0 else []
+        failure = Failure(parse_rois(format_rois(rois)))  # the rectangles exactly as the node parses them
     stamp = stamp_ns(msg.header)
     t0 = time.perf_counter()
-    try:
-        if invalid:
-            raise ValueError(invalid)
-        failed = failure_mask(rois, h, w)
-        res = restorer.process(cam.topic, image, encoding, stamp * 1e-9, failed, whole)
-    except ValueError as e:  # the node passes such frames through unchanged and flagged
-        res = FrameResult(image, np.zeros((h, w), np.uint8), INVALID, message=str(e))
+    out = handler.handle([Frame(cam.topic, msg, failure, t * 1e-9)])[0]
+    if out.image is None:
+        cam.error = out.message
+        log.error('%s: %s; skipping this camera', cam.topic, out.message)
+        return None
+    image = out.image
+    res = out.result
     latency_ms = (time.perf_counter() - t0) * 1e3
     if writer:
         lead = MAX_LEAD_NS if cam.last_t is None else min(MAX_LEAD_NS, (t - cam.last_t) // 2)
         if not cfg.use_recorded_diagnostics:
-            writer.write_msg(cfg.diagnostics_topic, DIAG_TYPE, t - lead, failure_diagnostics(msg.header, cam.topic, rois))
+            writer.write_msg(cfg.diagnostics_topic, DIAG_TYPE, t - lead,
+                             failure_diagnostics(msg.header, cam.topic, failure.rois))
         restored_topic, mask_topic = output_topics(cam.topic)
-        writer.write_msg(restored_topic, IMAGE_TYPE, t, image_msg(res.image, encoding, msg.header))
-        if res.status == 'restored':  # like the node: a mask only where pixels were synthesized
+        writer.write_msg(restored_topic, IMAGE_TYPE, t, image_msg(res.image if out.restored else image, msg.encoding,
+                                                                  msg.header))
+        if out.restored:  # a mask only where pixels were synthesized
             writer.write_msg(mask_topic, IMAGE_TYPE, t, image_msg(res.mask, 'mono8', msg.header))
     cam.last_t = t
-    original = to_rgb(image, encoding)
-    row = dict(camera=cam.topic, index=cam.index, stamp=stamp * 1e-9, status=res.status,
-               failed_pixels=res.failed_pixels, failed_fraction=float((res.mask > 0).mean()),
-               reference_age_s=res.reference_age_s, latency_ms=latency_ms, mask_ratio=cfg.ratio)
-    if res.status == 'restored':
+    original = to_rgb(image, msg.encoding)
+    row = dict(camera=cam.topic, index=cam.index, stamp=stamp * 1e-9, status=out.status.value,
+               failed_pixels=res.failed_pixels if res else 0,
+               failed_fraction=float((res.mask > 0).mean()) if out.restored else 0.0,
+               reference_age_s=res.reference_age_s if res else None, latency_ms=latency_ms, mask_ratio=cfg.ratio)
+    if out.restored:
         px = res.mask > 0
-        restored = {'smcvae': to_rgb(res.image, encoding),
+        restored = {'smcvae': to_rgb(res.image, msg.encoding),
                     'copy': copy_reference(cam.reference, np.where(px[..., None], 0, original).astype(np.uint8), px)}
         row.update(frame_metrics(original, restored, px))
         if examples_dir and cam.example_at and cam.index >= cam.example_at[0]:
             cam.example_at.pop(0)
             save_example(examples_dir, cam.topic, cam.index, original, px, restored, row)
-    elif res.status == 'healthy':
+    elif out.status == FrameStatus.HEALTHY:
         cam.reference = original
     cam.index += 1
     return row
@@ -180,7 +176,7 @@ def parse_ratios(text: str | None) -> list[float]:
 
 
 def run(args) -> int:
-    from ..engine.base import create_backend, default_model_path
+    from ..engine import create_backend, default_model_path
     from .report import (markdown_table, plot_psnr_over_time, plot_psnr_vs_ratio, summarize_by_camera,
                          write_reports)
     out_dir = Path(args.out_dir)

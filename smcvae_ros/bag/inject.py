@@ -15,7 +15,7 @@ import zlib
 import numpy as np
 
 from ..restoration.masks import PIXEL_PATTERNS, failure_rois
-from ..ros.params import camera_input
+from ..ros.topics import camera_input
 
 EVAL_PATTERNS = PIXEL_PATTERNS
 EVAL_CELL = 16

@@ -15,8 +15,9 @@ import numpy as np
 from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
-from ..ros.messages import FAILED_ROIS_KEY, OK, WARN, encode_compressed, fill_image_msg, format_rois
-from ..ros.params import camera_input, camera_namespace, output_topic
+from ..ros.health import FAILED_ROIS_KEY, Level, format_rois
+from ..ros.messages import decode_compressed, encode_compressed, fill_image_msg
+from ..ros.topics import camera_namespace, is_output_topic, output_topic
 
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
@@ -24,7 +25,6 @@ COMPRESSED_TYPE = 'sensor_msgs/msg/CompressedImage'
 CAMERA_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
 DIAG_TYPE = 'diagnostic_msgs/msg/DiagnosticArray'
 STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
-RESTORED_SUFFIX, MASK_SUFFIX = 'image_restored', 'restoration_mask'
 
 _T = TYPESTORE.types
 Image, Header, Time = _T[IMAGE_TYPE], _T['std_msgs/msg/Header'], _T['builtin_interfaces/msg/Time']
@@ -40,11 +40,7 @@ class BagError(RuntimeError):
 # --- topics and time -------------------------------------------------------------------------------
 def output_topics(topic: str) -> tuple[str, str]:
     """(restored image topic, restoration mask topic) of a camera, named as restore_node names them."""
-    return output_topic(topic, RESTORED_SUFFIX), output_topic(topic, MASK_SUFFIX)
-
-
-def is_output_topic(topic: str) -> bool:
-    return camera_input(topic)[1].rpartition('/')[2] in (RESTORED_SUFFIX, MASK_SUFFIX, 'restoration_uncertainty')
+    return output_topic(topic, 'image_restored'), output_topic(topic, 'restoration_mask')
 
 
 def frame_id_for(topic: str) -> str:
@@ -78,6 +74,15 @@ def image_msg(array: np.ndarray, encoding: str, header):
     return msg
 
 
+def raw_image_msg(msg):
+    """A rosbags Image as it is, or a CompressedImage decoded into a rosbags Image (header kept);
+    MalformedMessage when the compressed data cannot be decoded."""
+    if not hasattr(msg, 'format'):
+        return msg
+    array, encoding = decode_compressed(msg.format, msg.data)
+    return image_msg(array, encoding, msg.header)
+
+
 def compressed_msg(array: np.ndarray, encoding: str, header, codec: str = 'jpeg', quality: int = 95):
     """rosbags CompressedImage of an (H,W[,C]) uint8 array, `format` as image_transport writes it."""
     fmt, data = encode_compressed(array, encoding, codec, quality)
@@ -86,8 +91,8 @@ def compressed_msg(array: np.ndarray, encoding: str, header, codec: str = 'jpeg'
 
 def failure_diagnostics(header, topic: str, rois, whole_frame: bool = False):
     """DiagnosticArray in the node's contract: hardware_id = image topic, WARN + failed_rois 'x,y,w,h;...'
-    for a damaged frame, OK (no ROIs) for a healthy one."""
-    level = WARN if (rois or whole_frame) else OK
+    for a damaged frame, STALE for a whole failed frame, OK (no ROIs) for a healthy one."""
+    level = Level.STALE if whole_frame else (Level.WARN if rois else Level.OK)
     status = DiagnosticStatus(level=level, name=f'smcvae_bag_eval: {topic}',
                               message='injected patch failure' if level else 'ok', hardware_id=topic,
                               values=[KeyValue(key=FAILED_ROIS_KEY, value=format_rois(rois))])
@@ -163,7 +168,7 @@ def camera_topics(reader, path, requested) -> list[str]:
 
 
 def messages(reader, path, connections=()):
-    """reader.messages() with truncation/corruption turned into a BagError naming the file."""
+    """Yield the reader's (connection, time, data); truncation or corruption becomes a BagError naming the file."""
     n = 0
     try:
         for item in reader.messages(connections=connections):

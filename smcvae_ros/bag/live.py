@@ -6,7 +6,7 @@ import importlib
 import signal
 import time
 
-from ..ros.harness import ensure_ament_prefix
+from ..ros.env import ensure_ament_prefix
 from .io import BagError
 
 RELIABILITY = ('reliable', 'best_effort')

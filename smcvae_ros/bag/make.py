@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..data.clips import IMAGE_EXTS, read_rgb
 from ..restoration.frames import ENCODINGS
-from ..ros.params import COMPRESSED_SUFFIX, camera_input
+from ..ros.topics import COMPRESSED_SUFFIX, camera_input
 from .io import (COMPRESSED_TYPE, IMAGE_TYPE, BagError, BagWriter, Header, compressed_msg, frame_id_for, image_msg,
                  serialize, to_time)
 

@@ -32,7 +32,8 @@ def play_bag(in_bag, rate: float = 1.0, loop: bool = False, topics=None, reliabi
             missing = wait_matched({t: p.get_subscription_count for t, p in pubs.items()}, wait_for_subscribers,
                                    lambda: bool(stop))
             if missing:
-                log.warning('no subscriber after %.1fs on: %s (playing anyway)', wait_for_subscribers, ', '.join(missing))
+                log.warning('no subscriber after %.1fs on: %s (playing anyway)', wait_for_subscribers,
+                            ', '.join(missing))
             time.sleep(settle_s)  # let the subscriber side finish matching the new writers
             ready(f'playing {in_bag}: {", ".join(pubs)} at rate {rate:g}', flush=True)
             counts = {t: 0 for t in pubs}

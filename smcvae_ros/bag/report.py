@@ -73,9 +73,10 @@ def write_reports(out_dir: Path, meta: dict, rows: list[dict], sweep: list[dict]
         for s in sweep:
             for cam, c in s['cameras'].items():
                 for k in METHODS:
-                    w.writerow([cam, s['mask_ratio'], k, c['frames'], c['restored'], c['passthrough'],
-                                *[_fmt(c[k][m]) for m in METRICS],
-                                *([_fmt(c['latency_ms']['mean']), _fmt(c['latency_ms']['p95'])] if k == 'smcvae' else ['', ''])])
+                    lat = c['latency_ms']
+                latency = [_fmt(lat['mean']), _fmt(lat['p95'])] if k == 'smcvae' else ['', '']
+                w.writerow([cam, s['mask_ratio'], k, c['frames'], c['restored'], c['passthrough'],
+                            *[_fmt(c[k][m]) for m in METRICS], *latency])
     return summary
 
 
@@ -92,7 +93,8 @@ def markdown_table(summary: dict) -> str:
         for k in METHODS:
             lat = f"{c['latency_ms']['mean']:.0f} / {c['latency_ms']['p95']:.0f}" if k == 'smcvae' else '-'
             lines.append(f"| {cam} | {k} | {c['restored']}/{c['frames']} | {f(c[k]['psnr_failed'], 2)} | "
-                         f"{f(c[k]['ssim_failed'], 3)} | {f(c[k]['psnr_frame'], 2)} | {f(c[k]['ssim_frame'], 4)} | {lat} |")
+                         f"{f(c[k]['ssim_failed'], 3)} | {f(c[k]['psnr_frame'], 2)} | {f(c[k]['ssim_frame'], 4)} "
+                         f"| {lat} |")
     return '\n'.join(lines)
 
 

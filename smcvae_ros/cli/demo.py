@@ -13,14 +13,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..data.clips import list_clips
+from ..data.clips import SHARED_VAL, list_clips
 from ..engine.base import default_model_path, read_model_config
 from ..evaluation.metrics import psnr
 from ..restoration.frames import grid_to_rois
-from ..restoration.masks import patch_mask_to_pixels
+from ..restoration.masks import blocks_mask, patch_mask_to_pixels
 
-SHARED_VAL = Path(__file__).resolve().parents[1].parent / 'shared' / 'data' / 'val'
 TOPIC = '/demo_cam/image_raw'
+BLOCKS = (2, 6)   # dead regions of 2..6 patches a side
 
 
 def add_parser(sub):
@@ -53,16 +53,6 @@ def load_sequence(args) -> tuple[str, list[np.ndarray]]:
     return f'generated road sequence {w}x{h} (seed {args.seed})', generate_sequence(args.num_frames, w, h, args.seed)
 
 
-def failure_blocks(rng: np.random.Generator, gh: int, gw: int, ratio: float, max_block: int = 6) -> np.ndarray:
-    """(gh, gw) patch mask of rectangular dead regions (2..max_block patches a side) covering ~ratio."""
-    grid = np.zeros((gh, gw), bool)
-    while grid.mean() < ratio:
-        bh, bw = rng.integers(2, max_block + 1, size=2)
-        y, x = rng.integers(0, max(1, gh - bh + 1)), rng.integers(0, max(1, gw - bw + 1))
-        grid[y:y + bh, x:x + bw] = True
-    return grid
-
-
 def side_by_side(panels: dict[str, np.ndarray], failed: np.ndarray) -> np.ndarray:
     """Labelled horizontal strip (BGR for cv2.imwrite); failed region outlined on the damaged panel."""
     tiles = []
@@ -78,7 +68,8 @@ def side_by_side(panels: dict[str, np.ndarray], failed: np.ndarray) -> np.ndarra
 
 
 def run(args) -> int:
-    from ..ros.harness import Client, NodeProcess, image_msg, ros_env
+    from ..ros.env import ros_env
+    from .harness import Client, NodeProcess, image_msg
     from ..ros.messages import image_msg_to_array
     model = Path(args.model) if args.model else default_model_path()
     if not model.is_file():
@@ -116,7 +107,7 @@ def run(args) -> int:
                 if failing:
                     client.send_health(TOPIC, TOPIC)
             else:
-                grid = failure_blocks(rng, gh, gw, args.failure_ratio)
+                grid = blocks_mask(rng, gh, gw, args.failure_ratio, BLOCKS)
                 client.send_health(TOPIC, TOPIC, rois=grid_to_rois(grid, patch, h, w))
             failing = not healthy
             failed = patch_mask_to_pixels(grid, patch)[:h, :w]
@@ -130,7 +121,8 @@ def run(args) -> int:
             else:
                 row['psnr_restored'] = psnr(restored, truth, failed)
                 row['psnr_refcopy'] = psnr(reference, truth, failed)
-                panels = {'reference': reference, 'damaged': damaged, 'restored': restored.copy(), 'ground truth': truth}
+                panels = {'reference': reference, 'damaged': damaged, 'restored': restored.copy(),
+                          'ground truth': truth}
                 shown = panels, failed
             rows.append(row)
             fmt = lambda v: f'{v:.2f}' if isinstance(v, float) else v  # noqa: E731

@@ -92,7 +92,7 @@ def restore_files(jobs, restorer) -> list[tuple[Path, str, int]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.base import create_backend, default_model_path
+    from ..engine import create_backend, default_model_path
     from ..restoration import RestorationSettings, Restorer
     try:
         jobs = plan(Path(args.ref), Path(args.frame), Path(args.mask), Path(args.out))

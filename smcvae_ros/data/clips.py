@@ -30,6 +30,8 @@ BAG_EXTS = ('.mcap', '.db3')
 FRAME_CACHE_MB = 1024          # decoded frames kept per process (LRU)
 OPEN_SOURCES = 8               # open video captures / bag readers per process (LRU)
 SEEK_AHEAD = 48                # frames a video decoder grabs forward instead of seeking
+# the validation clips when the data folder lies beside the checkout (development machines only)
+SHARED_VAL = Path(__file__).resolve().parents[3] / 'shared' / 'data' / 'val'
 
 
 class _LRU(OrderedDict):

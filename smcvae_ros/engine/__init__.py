@@ -1,4 +1,5 @@
-"""Inference backends behind one interface (see base.Backend) and backend selection."""
-from .base import Backend, BackendError, create_backend, default_model_path
+"""Inference backends behind one interface (base.Backend); factory.create_backend selects one."""
+from .base import Backend, BackendError, default_model_path
+from .factory import create_backend
 
 __all__ = ['Backend', 'BackendError', 'create_backend', 'default_model_path']

@@ -9,11 +9,14 @@ from .base import BackendError, default_model_path
 
 
 def run_export(args) -> int:
-    from .export import export_onnx, onnx_metadata
+    from ..data.clips import SHARED_VAL
+    from .export import export_onnx
+    from .graph import onnx_metadata
     model = Path(args.model) if args.model else default_model_path()
+    clips = args.clips or (SHARED_VAL if SHARED_VAL.is_dir() else None)
     try:
         out = export_onnx(model, args.out, opset=args.opset, sampling=args.sampling, check=True,
-                          clips=args.clips, require_real=args.check)
+                          clips=clips, require_real=args.check)
     except (BackendError, FileNotFoundError, ValueError) as e:
         print(f'export failed: {e}', file=sys.stderr)
         return 1

@@ -7,11 +7,12 @@ Graph I/O (all float32, batch axis dynamic):
 The patch mask is float (not bool) so every binding of the TensorRT engine is FP32.
 The deterministic graph uses Z = M; the sampling graph runs the encoder once and the decoder for
 Z = M and the K samples Z = M + S * noise_k in one batch (uncertainty path).
-The sha256 of the weights is stored in the ONNX metadata_props; an ONNX whose recorded hash does not
-match the weights is never used (it is re-exported into the cache dir).
+The sha256 of the weights and the JSON's model config are stored in the ONNX metadata_props
+(engine.graph decides at run time which ONNX matches, without torch).
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import tempfile
@@ -23,19 +24,14 @@ import torch
 import torch.nn as nn
 
 from ..model import SMCVAE, load_model
-from ..model.io import file_sha256
-from .base import BackendError
+from .base import BackendError, read_model_config
+from .graph import (INPUTS, META_MODEL_CONFIG, META_SAMPLING, META_WEIGHTS_SHA, OUTPUT, VARIANCE, file_sha256,
+                    onnx_path_for)
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17            # >= 17: LayerNorm is one LayerNormalization op (TensorRT keeps it in FP32)
-INPUTS = ('ref', 'damaged', 'patch_mask')
-OUTPUT = 'restored'
-VARIANCE = 'variance'
-META_WEIGHTS_SHA = 'smcvae_weights_sha256'
-META_SAMPLING = 'smcvae_sampling'
 TOLERANCE = 1e-4              # max abs error ONNX Runtime vs PyTorch, fp32
-DEFAULT_CACHE = Path(os.environ.get('SMCVAE_CACHE_DIR', Path.home() / '.cache' / 'smcvae_ros'))
 
 
 class RestoreGraph(nn.Module):
@@ -49,12 +45,6 @@ class RestoreGraph(nn.Module):
         if noise is None:
             return self.model.restore(ref, damaged, patch_mask > 0.5)['restored']
         return self.model.restore_samples(ref, damaged, patch_mask > 0.5, noise)
-
-
-def onnx_path_for(weights: str | Path, sampling: bool = False) -> Path:
-    """models/<name>.onnx (or <name>.sampling.onnx) next to the weights."""
-    w = Path(weights)
-    return w.with_name(w.stem + ('.sampling.onnx' if sampling else '.onnx'))
 
 
 def example_inputs(cfg, batch: int = 2, sampling: bool = False, seed: int = 0) -> tuple[torch.Tensor, ...]:
@@ -99,6 +89,7 @@ def export_onnx(weights: str | Path, out: str | Path | None = None, opset: int =
         proto = onnx.load(tmp)
         onnx.checker.check_model(proto)
         meta = {META_WEIGHTS_SHA: file_sha256(weights), META_SAMPLING: str(int(sampling)),
+                META_MODEL_CONFIG: json.dumps(read_model_config(weights), sort_keys=True),
                 'smcvae_img_size': str(model.cfg.img_size), 'smcvae_patch_size': str(model.cfg.patch_size),
                 'smcvae_latent_dim': str(model.cfg.latent_dim)}
         onnx.helper.set_model_props(proto, meta)
@@ -116,43 +107,10 @@ def export_onnx(weights: str | Path, out: str | Path | None = None, opset: int =
     return out
 
 
-def onnx_metadata(path: str | Path) -> dict[str, str]:
-    import onnx
-    proto = onnx.load(str(path), load_external_data=False)
-    return {p.key: p.value for p in proto.metadata_props}
-
-
-def matches_weights(onnx_file: str | Path, weights: str | Path, sha: str | None = None) -> bool:
-    """True when the ONNX exists, parses, and records the weights' sha256."""
-    try:
-        return onnx_metadata(onnx_file).get(META_WEIGHTS_SHA) == (sha or file_sha256(weights))
-    except Exception:  # noqa: BLE001 - missing or corrupt file: not a match
-        return False
-
-
-def ensure_onnx(weights: str | Path, cache_dir: str | Path | None = None, sampling: bool = False) -> Path:
-    """The ONNX for these weights: the one beside them if its hash matches, else one built in cache_dir."""
-    weights = Path(weights)
-    sha = file_sha256(weights)
-    shipped = onnx_path_for(weights, sampling)
-    if matches_weights(shipped, weights, sha):
-        return shipped
-    if shipped.exists():
-        log.warning('%s does not match %s (weights sha256 differs or file unreadable); using a cache export',
-                    shipped, weights.name)
-    cache = Path(cache_dir or DEFAULT_CACHE) / 'onnx'
-    cached = cache / f'{shipped.stem}-{sha[:16]}.onnx'
-    if matches_weights(cached, weights, sha):
-        return cached
-    log.info('exporting %s -> %s', weights, cached)
-    return export_onnx(weights, cached, sampling=sampling, check=True)
-
-
 def verification_batch(cfg, clips: str | Path | None = None, n: int = 8, seed: int = 0, require_real: bool = False):
-    """Real tiles (ref aligned, damaged, mask) from a clip folder when one is found, else random tiles."""
-    from .base import PACKAGE_MODELS
-    root = Path(clips) if clips else PACKAGE_MODELS.parent.parent / 'shared' / 'data' / 'val'
-    if root.is_dir():
+    """Real tiles (ref aligned, damaged, mask) from the clip folder `clips` when it exists, else random tiles."""
+    root = Path(clips) if clips else None
+    if root is not None and root.is_dir():
         from ..data.clips import list_clips
         from ..training.pairs import PairSpec, fixed_batch
         spec = PairSpec(img_size=cfg.img_size, patch_size=cfg.patch_size, align=cfg.align)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import Backend, BackendError
-from .export import DEFAULT_CACHE, OUTPUT, VARIANCE, ensure_onnx
+from .graph import DEFAULT_CACHE, OUTPUT, VARIANCE, ensure_onnx, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -16,8 +16,6 @@ def quantized_onnx(onnx_path, cache_dir=None) -> Path:
     """Dynamic int8 quantization (weights int8, activations quantized per batch at run time) of
     the fp32 graph, cached beside it (or in cache_dir) under the fp32 file's sha256."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    from ..model.io import file_sha256
     src = Path(onnx_path)
     cache = Path(cache_dir or DEFAULT_CACHE) / 'onnx'
     out = cache / f'{src.stem}-{file_sha256(src)[:16]}.int8.onnx'

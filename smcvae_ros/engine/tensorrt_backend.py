@@ -15,7 +15,7 @@ import numpy as np
 
 from .base import Backend, BackendError
 from .cache import EngineCache, EngineKey, sha256_bytes
-from .export import DEFAULT_CACHE, INPUTS, OUTPUT, ensure_onnx
+from .graph import DEFAULT_CACHE, INPUTS, OUTPUT, ensure_onnx
 
 log = logging.getLogger(__name__)
 
@@ -174,7 +174,9 @@ class TensorRTBackend(Backend):
         n = (self.img_size // self.patch_size) ** 2
         key = engine_key(trt, onnx, precision, max_batch, self.img_size, gpu_identity(device))
         logger = trt.Logger(trt.Logger.WARNING)
-        build = lambda: build_engine(trt, onnx, precision, key.profile, self.img_size, n, workspace_mb, logger)  # noqa: E731
+
+        def build():
+            return build_engine(trt, onnx, precision, key.profile, self.img_size, n, workspace_mb, logger)
         cache = EngineCache(cache_dir)
         data, self.engine_status = load_or_build(trt, cache, Path(onnx).stem, key, build, force_engine_rebuild)
         self._runtime = trt.Runtime(logger)
@@ -192,7 +194,8 @@ class TensorRTBackend(Backend):
     def warmup(self) -> None:
         s, n = self.img_size, (self.img_size // self.patch_size) ** 2
         for b in sorted({1, self.max_batch}):
-            self._run(np.zeros((b, 3, s, s), np.float32), np.ones((b, 4, s, s), np.float32), np.ones((b, n), np.float32))
+            ref, damaged = np.zeros((b, 3, s, s), np.float32), np.ones((b, 4, s, s), np.float32)
+            self._run(ref, damaged, np.ones((b, n), np.float32))
 
     def _run(self, ref, damaged, patch_mask):
         torch = self._torch

@@ -25,7 +25,7 @@ from .baselines import BASELINES
 from ..data.clips import Clip, list_clips
 from .metrics import region_scores
 from ..restoration import RestorationSettings, Restorer
-from ..restoration.align import prepare_cues
+from ..restoration.align import prepare_cues, telea_fill
 from ..restoration.masks import PIXEL_PATTERNS, pixel_failure_mask
 
 METHODS = ('copy', 'telea', 'flow', 'blend', 'smcvae')
@@ -97,7 +97,7 @@ class SMCVAEMethod:
 def load_smcvae(model: str | Path | None, backend: str = 'auto', device: str = 'auto',
                 threads: int = 0) -> SMCVAEMethod:
     """threads > 0 limits torch and onnxruntime CPU threads (0: their defaults)."""
-    from ..engine.base import create_backend
+    from ..engine import create_backend
     if threads:
         import torch
         torch.set_num_threads(threads)
@@ -117,12 +117,15 @@ def run_pairs(methods: dict, pairs: list[EvalPair], keep: int = 0, bar: tqdm | N
     for pair in pairs:
         dmg, outs = pair.damaged, {}
         t0 = time.perf_counter()
-        cues = prepare_cues(pair.ref, dmg, pair.failed)   # shared by the baselines; SMCVAE makes its own
-        t_cues = time.perf_counter() - t0
+        fill = telea_fill(dmg, pair.failed)
+        t1 = time.perf_counter()
+        cues = prepare_cues(pair.ref, dmg, pair.failed, fill=fill)   # shared by the baselines; SMCVAE makes its own
+        t2 = time.perf_counter()
+        cost = {'telea': t1 - t0, 'flow': t2 - t0, 'blend': t2 - t0}  # what each baseline needs of the cues
         for name, fn in methods.items():
             t0 = time.perf_counter()
             out = fn(pair.ref, dmg, pair.failed) if name == 'smcvae' else fn(pair.ref, dmg, pair.failed, cues)
-            dt = time.perf_counter() - t0 + (t_cues if name in ('flow', 'blend') else 0.0)
+            dt = time.perf_counter() - t0 + cost.get(name, 0.0)
             outs[name] = out
             rows.append({'ratio': pair.ratio, 'gap': pair.gap, 'pair': pair.index, 'clip': pair.clip, 't': pair.t,
                          'ref_t': pair.ref_t, 'method': name, 'seconds': dt, **score(out, pair.target, pair.failed)})

@@ -1,4 +1,4 @@
-"""Image quality metrics: PSNR and SSIM on the failed region and on the whole frame."""
+"""Image quality metrics: PSNR and SSIM on the failed region and on the whole frame (numpy/OpenCV, no torch)."""
 from __future__ import annotations
 
 import cv2

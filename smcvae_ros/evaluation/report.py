@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
 from .metrics import psnr
 
 LABELS = {'copy': 'copy reference', 'telea': 'Telea inpaint', 'flow': 'flow warp (DIS)',

@@ -1,7 +1,6 @@
 """Weights as safetensors + a JSON config beside them; loading never unpickles."""
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -41,11 +40,3 @@ def load_model(weights: str | Path, device: str | torch.device = 'cpu') -> SMCVA
 
 def load_meta(weights: str | Path) -> dict:
     return json.loads(config_path(weights).read_text()).get('meta', {})
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, 'rb') as f:
-        for chunk in iter(lambda: f.read(1 << 20), b''):
-            h.update(chunk)
-    return h.hexdigest()

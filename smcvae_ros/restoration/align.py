@@ -103,9 +103,11 @@ def warp(ref: np.ndarray, flow: np.ndarray) -> np.ndarray:
     return cv2.remap(ref, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
-def prepare_cues(ref: np.ndarray, damaged: np.ndarray, failed: np.ndarray, flow_scale: float = 1.0) -> Cues:
-    """ref, damaged: (H,W,3) uint8 RGB frames of one camera; failed: (H,W) bool (True = failed)."""
-    fill = telea_fill(damaged, failed)
+def prepare_cues(ref: np.ndarray, damaged: np.ndarray, failed: np.ndarray, flow_scale: float = 1.0,
+                 fill: np.ndarray | None = None) -> Cues:
+    """ref, damaged: (H,W,3) uint8 RGB frames of one camera; failed: (H,W) bool (True = failed);
+    fill: `telea_fill(damaged, failed)` when the caller has it already."""
+    fill = telea_fill(damaged, failed) if fill is None else fill
     if not failed.any():
         return Cues(fill, ref, np.zeros(failed.shape + (2,), np.float32))
     flow = estimate_flow(ref, fill, failed, flow_scale)

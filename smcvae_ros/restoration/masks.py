@@ -16,12 +16,19 @@ def random_mask(rng: np.random.Generator, gh: int, gw: int, ratio: float) -> np.
     return m.reshape(gh, gw)
 
 
-def blocks_mask(rng: np.random.Generator, gh: int, gw: int, ratio: float) -> np.ndarray:
-    """Contiguous rectangles of patches (dead sensor areas, lost packets) until ~ratio is covered."""
+def blocks_mask(rng: np.random.Generator, gh: int, gw: int, ratio: float,
+                block: tuple[int, int] | None = None) -> np.ndarray:
+    """Contiguous rectangles of patches (dead sensor areas, lost packets) until ~ratio is covered.
+
+    block: (min, max) patches a side of each rectangle; default 1 to half the grid per axis.
+    """
     m = np.zeros((gh, gw), bool)
     target = max(1, int(round(ratio * gh * gw)))
     while m.sum() < target:
-        bh, bw = rng.integers(1, max(2, gh // 2) + 1), rng.integers(1, max(2, gw // 2) + 1)
+        if block is None:
+            bh, bw = rng.integers(1, max(2, gh // 2) + 1), rng.integers(1, max(2, gw // 2) + 1)
+        else:
+            bh, bw = (min(int(v), n) for v, n in zip(rng.integers(block[0], block[1] + 1, size=2), (gh, gw)))
         y, x = rng.integers(0, gh - bh + 1), rng.integers(0, gw - bw + 1)
         m[y:y + bh, x:x + bw] = True
     return m

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 
@@ -18,9 +19,26 @@ from .detect import DetectSettings, detect_failed_patches
 from .frames import ENCODINGS, check_image, grid_to_pixels, rgb_pixels_to, to_rgb
 from .tiles import TileSet, blend_tiles, plan_tiles
 
-# status values of FrameResult
-HEALTHY, RESTORED = 'healthy', 'restored'
-NO_REFERENCE, STALE_REFERENCE, INVALID = 'passthrough_no_reference', 'passthrough_stale_reference', 'passthrough_invalid'
+
+class FrameStatus(str, Enum):
+    """What happened to a frame: the one status vocabulary of the restorer, the node and the bag tools."""
+
+    HEALTHY = 'healthy'                                   # no failure: passed through, now the reference
+    RESTORED = 'restored'                                 # failed patches synthesized
+    NO_REFERENCE = 'passthrough_no_reference'             # no healthy frame of this camera yet
+    STALE_REFERENCE = 'passthrough_stale_reference'       # reference older than max_reference_age_s
+    OUT_OF_ORDER = 'passthrough_out_of_order'             # stamp before the previous frame's: reference reset
+    INVALID = 'passthrough_invalid'                       # malformed image or health status
+    UNLOCATED = 'passthrough_unlocated_failure'           # WARN/ERROR status without failed_rois
+    UNSUPPORTED_ENCODING = 'passthrough_unsupported_encoding'
+    ERROR = 'passthrough_error'                           # inference failed
+
+    __str__ = str.__str__                                 # f'{status}' is the value
+
+    @property
+    def flagged(self) -> bool:
+        """True when the frame has failures that were not restored (passed through)."""
+        return self.value.startswith('passthrough')
 
 
 @dataclass
@@ -37,7 +55,7 @@ class RestorationSettings:
 class FrameResult:
     image: np.ndarray                 # same shape/dtype/encoding as the input
     mask: np.ndarray                  # (H,W) uint8, 255 where pixels were synthesized
-    status: str
+    status: FrameStatus
     failed_pixels: int = 0
     reference_age_s: float | None = None
     uncertainty: np.ndarray | None = None  # (H,W) float32 variance, when sampled
@@ -47,13 +65,14 @@ class FrameResult:
     @property
     def flagged(self) -> bool:
         """True when the frame has failures that were not restored (passed through)."""
-        return self.status.startswith('passthrough')
+        return self.status.flagged
 
 
 @dataclass
 class _Camera:
     reference: np.ndarray | None = None
     reference_stamp: float = 0.0
+    last_stamp: float | None = None   # stamp of the camera's previous frame (a jump back resets the reference)
     key: tuple | None = None          # (shape, encoding); a change resets the reference
     previous: np.ndarray | None = None
 
@@ -88,11 +107,17 @@ class Restorer:
 
     def process(self, camera: str, image: np.ndarray, encoding: str, stamp: float,
                 failed: np.ndarray | None = None, whole_frame: bool = False) -> FrameResult:
+        """Restore one frame (see process_batch)."""
         return self.process_batch([(camera, image, encoding, stamp, failed, whole_frame)])[0]
 
     def process_batch(self, frames) -> list[FrameResult]:
-        """frames: [(camera, image, encoding, stamp_s, failed (H,W) bool | None, whole_frame)].
-        Damaged frames of all cameras go to the backend as one batch."""
+        """Restore frames of several cameras; damaged frames of all cameras go to the backend as one batch.
+
+        frames: [(camera, image, encoding, stamp_s, failed (H,W) bool | None, whole_frame)].
+        Time rules: a frame stamped before the camera's previous frame (bag loop, clock jump, or a
+        frame older than its reference) resets the camera's reference; if it has failures it is passed
+        through as OUT_OF_ORDER, if it is healthy it becomes the new reference.
+        """
         jobs, results = [], []
         for args in frames:
             res, job = self._prepare(*args)
@@ -106,16 +131,21 @@ class Restorer:
     # --- steps ---------------------------------------------------------------------------------
     def _prepare(self, camera, image, encoding, stamp, failed, whole_frame):
         h, w = image.shape[:2]
-        passthrough = lambda status, msg='': FrameResult(image, np.zeros((h, w), np.uint8), status, message=msg)  # noqa: E731
+
+        def passthrough(status, msg=''):
+            return FrameResult(image, np.zeros((h, w), np.uint8), status, message=msg)
         try:
             check_image(image, encoding)
         except ValueError as e:
-            return passthrough(INVALID, str(e)), None
+            return passthrough(FrameStatus.INVALID, str(e)), None
         if failed is not None and failed.shape != (h, w):
-            return passthrough(INVALID, f'failure mask {failed.shape} does not match image {(h, w)}'), None
+            return passthrough(FrameStatus.INVALID, f'failure mask {failed.shape} does not match image {(h, w)}'), None
         cam = self.cameras.setdefault(camera, _Camera())
         key = (image.shape, encoding)
-        if cam.key != key:
+        jumped_back = cam.last_stamp is not None and stamp < cam.last_stamp
+        back_msg = f'stamp {stamp:.3f}s is before the previous frame\'s {cam.last_stamp or 0.0:.3f}s: reference reset'
+        cam.last_stamp = stamp
+        if cam.key != key or jumped_back:
             cam.reference, cam.previous, cam.key = None, None, key
         rgb = to_rgb(image, encoding)
         p = self.patch
@@ -128,17 +158,22 @@ class Restorer:
                 failed = failed | grid_to_pixels(detected, p, h, w)
         cam.previous = rgb
         n_failed = int(np.count_nonzero(failed))
-        age = None if cam.reference is None else max(0.0, stamp - cam.reference_stamp)
+        age = None if cam.reference is None else stamp - cam.reference_stamp   # >= 0: jumps back reset above
         if n_failed == 0:
             cam.reference, cam.reference_stamp = rgb, stamp
-            return FrameResult(image, np.zeros((h, w), np.uint8), HEALTHY, 0, 0.0), None
+            return FrameResult(image, np.zeros((h, w), np.uint8), FrameStatus.HEALTHY, 0, 0.0), None
+        if jumped_back:
+            res = passthrough(FrameStatus.OUT_OF_ORDER, back_msg)
+            res.failed_pixels = n_failed
+            return res, None
         if cam.reference is None:
-            return passthrough(NO_REFERENCE, 'no healthy reference frame yet'), None
+            return passthrough(FrameStatus.NO_REFERENCE, 'no healthy reference frame yet'), None
         if age > self.settings.max_reference_age_s:
-            res = passthrough(STALE_REFERENCE, f'reference is {age:.2f}s old (max {self.settings.max_reference_age_s}s)')
+            res = passthrough(FrameStatus.STALE_REFERENCE,
+                              f'reference is {age:.2f}s old (max {self.settings.max_reference_age_s}s)')
             res.failed_pixels, res.reference_age_s = n_failed, age
             return res, None
-        res = FrameResult(image, np.zeros((h, w), np.uint8), RESTORED, n_failed, age)
+        res = FrameResult(image, np.zeros((h, w), np.uint8), FrameStatus.RESTORED, n_failed, age)
         return res, _Job(camera, image, encoding, rgb, cam.reference, res, failed)
 
     def _infer(self, jobs: list[_Job]) -> None:

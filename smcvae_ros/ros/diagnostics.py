@@ -1,31 +1,17 @@
 """Per-camera bookkeeping of restore_node and its /diagnostics status (one DiagnosticStatus per camera)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .messages import format_rois
-
-OK, WARN, ERROR, STALE = 0, 1, 2, 3
-
-
-@dataclass
-class Failure:
-    """The active failure of one camera, from its last health status."""
-    rois: list = field(default_factory=list)
-    whole_frame: bool = False
-    error: str = ''            # the last status was malformed: frames pass through, flagged
-
-    def describe(self) -> str:
-        if self.error:
-            return 'invalid'
-        return 'whole_frame' if self.whole_frame else ('rois' if self.rois else 'none')
+from .health import Failure, Level, short
 
 
 @dataclass
 class CameraStats:
     frames_in: int = 0
     frames_out: int = 0
-    frames_dropped: int = 0       # superseded by a newer frame before the worker took them
+    frames_dropped: int = 0       # superseded by a newer frame before the worker took it, or lost (below)
+    frames_lost: int = 0          # reported lost by the middleware (subscription message-lost event)
     frames_restored: int = 0
     frames_flagged: int = 0       # published with failures not restored (pass-through)
     frames_undecodable: int = 0   # CompressedImage that could not be decoded (nothing published)
@@ -52,33 +38,35 @@ def camera_status(name: str, hardware_id: str, stats: CameraStats, failure: Fail
     stats.reported_dropped, stats.reported_errors = stats.frames_dropped, stats.errors
     stats.reported_undecodable = stats.frames_undecodable
     if new_errors:
-        level, message = ERROR, f'{new_errors} inference error(s): {stats.last_message}'
+        level, message = Level.ERROR, f'{new_errors} inference error(s): {stats.last_message}'
     elif stats.frames_in == 0:
-        level, message = STALE, 'no frames received yet'
+        level, message = Level.STALE, 'no frames received yet'
     elif new_undecodable or stats.last_status == 'undecodable':
-        level, message = WARN, f'{new_undecodable} undecodable compressed frame(s) dropped: {stats.last_message}'
+        level, message = Level.WARN, f'{new_undecodable} undecodable compressed frame(s) dropped: {stats.last_message}'
     elif stats.last_status.startswith('passthrough'):
-        level, message = WARN, f'{stats.last_status}: {stats.last_message}'
+        level, message = Level.WARN, f'{stats.last_status}: {stats.last_message}'
     elif new_drops:
-        level, message = WARN, f'{new_drops} frame(s) dropped (inference slower than the camera)'
+        level, message = Level.WARN, f'{new_drops} frame(s) dropped (inference slower than the camera, or lost)'
     else:
-        level, message = OK, stats.last_status
+        level, message = Level.OK, stats.last_status
     age = stats.last_reference_age_s
     values = {
         'backend': backend,
         'backend_notes': '; '.join(backend_notes),
         'failure': failure.describe(),
-        'failed_rois': format_rois(failure.rois),
+        'failed_rois': failure.rois_summary(),
+        'failed_roi_count': len(failure.rois),
         'failure_error': failure.error,
         'health_statuses': stats.health_statuses,
         'last_status': stats.last_status,
-        'last_message': stats.last_message,
+        'last_message': short(stats.last_message),
         'last_latency_ms': f'{stats.last_latency_ms:.2f}',
         'failed_pixels': stats.last_failed_pixels,
         'reference_age_s': '' if age is None else f'{age:.3f}',
         'frames_in': stats.frames_in,
         'frames_out': stats.frames_out,
         'frames_dropped': stats.frames_dropped,
+        'frames_lost': stats.frames_lost,
         'frames_restored': stats.frames_restored,
         'frames_flagged': stats.frames_flagged,
         'frames_undecodable': stats.frames_undecodable,
@@ -86,7 +74,7 @@ def camera_status(name: str, hardware_id: str, stats: CameraStats, failure: Fail
         'pending': int(pending),
         'last_batch_size': stats.last_batch_size,
     }
-    return DiagnosticStatus(level=bytes([level]), name=name, message=message, hardware_id=hardware_id,
+    return DiagnosticStatus(level=bytes([level]), name=name, message=short(message), hardware_id=hardware_id,
                             values=[KeyValue(key=k, value=str(v)) for k, v in values.items()])
 
 

@@ -4,6 +4,7 @@ Kept free of `launch` imports so the rules are unit-tested where launch is not i
 - `params_file` empty -> the shipped config/restore.yaml; a path that is not a file -> error.
 - `model_path`, `backend`, `image_topics` empty -> the params file's value stays.
 - `image_topics` that names no topic (`,`, `[]`, `['']`) -> error naming the argument.
+- `autostart` empty -> the params file's value; true/1/yes or false/0/no -> bool; else error.
 """
 from __future__ import annotations
 
@@ -38,4 +39,9 @@ def node_parameters(args: Mapping[str, str], shipped_params_file: str) -> list:
                 '(image_topics:=/cam_front/image_raw,/cam_rear/image_raw) or leave it out to keep '
                 "params_file's image_topics")
         overrides['image_topics'] = topics
+    autostart = args.get('autostart', '').strip().lower()
+    if autostart:
+        if autostart not in ('true', '1', 'yes', 'false', '0', 'no'):
+            raise LaunchArgumentError(f'autostart:={autostart!r} must be true or false')
+        overrides['autostart'] = autostart in ('true', '1', 'yes')
     return [params_file] + ([overrides] if overrides else [])

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..restoration import DetectSettings, RestorationSettings
+from .topics import camera_input, is_output_topic
 
 RELIABILITY = ('reliable', 'best_effort')
 BACKENDS = ('auto', 'tensorrt', 'torch', 'onnxruntime')
@@ -28,13 +29,16 @@ class Param:
 _RS, _DS = RestorationSettings(), DetectSettings()
 
 PARAMS: tuple[Param, ...] = (
+    Param('autostart', True, 'Configure and activate at start-up (false: wait in unconfigured for a lifecycle '
+          'manager: ros2 lifecycle set <node> configure / activate).'),
     Param('image_topics', ['/camera/image_raw'],
           'Input topics, one per camera: sensor_msgs/Image, or sensor_msgs/CompressedImage (jpeg/png) for a '
           'topic ending in /compressed. Outputs (raw Image) replace the last path component of the camera '
           'topic: /ns/image_raw[/compressed] -> /ns/image_restored, /ns/restoration_mask, /ns/restoration_uncertainty.'),
     Param('diagnostics_topic', '/camera_health',
           'DiagnosticArray with one status per camera (hardware_id = image topic or its namespace); '
-          'WARN/ERROR + KeyValue failed_rois="x,y,w,h;..." marks regions failed, STALE the whole frame, OK clears.'),
+          'WARN/ERROR + KeyValue failed_rois="x,y,w,h;..." (at most 256 rectangles, 8192 characters) marks regions '
+          'failed, WARN/ERROR without it a failure that is passed through, STALE the whole frame, OK clears.'),
     Param('model_path', '', "SMCVAE weights (.safetensors, JSON config beside it); '' = the shipped model."),
     Param('backend', 'auto', 'Inference backend; falls back along the auto order if it cannot load.',
           choices=BACKENDS),
@@ -109,29 +113,6 @@ def descriptor(p: Param):
     return d
 
 
-COMPRESSED_SUFFIX = '/compressed'
-
-
-def camera_input(topic: str) -> tuple[bool, str]:
-    """Input topic -> (compressed, camera topic): '/ns/image_raw/compressed' is the CompressedImage
-    transport of camera '/ns/image_raw'; any other topic is a raw Image camera topic itself."""
-    if topic.endswith(COMPRESSED_SUFFIX) and len(topic) > len(COMPRESSED_SUFFIX):
-        return True, topic[:-len(COMPRESSED_SUFFIX)]
-    return False, topic
-
-
-def output_topic(image_topic: str, leaf: str) -> str:
-    """'/ns/image_raw' (or its '/ns/image_raw/compressed') -> '/ns/<leaf>'; 'image_raw' -> '<leaf>'
-    (relative to the node namespace)."""
-    image_topic = camera_input(image_topic)[1]
-    head, _, _ = image_topic.rpartition('/')
-    return f'{head}/{leaf}' if head or image_topic.startswith('/') else leaf
-
-
-def camera_namespace(image_topic: str) -> str:
-    return camera_input(image_topic)[1].rpartition('/')[0] or '/'
-
-
 def check(values: dict) -> str | None:
     """Reason why a full set of values is invalid, or None. Ranges and types are enforced by rclpy
     from the descriptors; this checks choices and what spans several parameters."""
@@ -145,7 +126,7 @@ def check(values: dict) -> str | None:
     cameras = [camera_input(t)[1] for t in topics]
     if len(set(cameras)) != len(cameras):
         return f'image_topics has duplicates (a camera and its /compressed count as one): {topics!r}'
-    if any(t.rpartition('/')[2] in ('image_restored', 'restoration_mask', 'restoration_uncertainty') for t in cameras):
+    if any(is_output_topic(t) for t in topics):
         return 'an input topic ends in an output name (image_restored/restoration_mask/restoration_uncertainty)'
     if values['dark_level'] >= values['bright_level']:
         return f'dark_level ({values["dark_level"]}) must be < bright_level ({values["bright_level"]})'

@@ -32,11 +32,14 @@ class PairSpec:
     align: str = 'flow'
     tiles_per_frame: int = 12
     shuffle_buffer: int = 384
+    clip_weight: str = 'frames'  # P(clip): 'frames' (by length) | 'uniform' (every clip alike: short drives count)
 
 
 def pick_pair(clips: list[Clip], spec: PairSpec, rng: np.random.Generator, gap: int | None = None):
     """(reference, target) RGB frames of a random clip, `gap` frames apart (drawn when None)."""
-    weights = np.array([len(c) for c in clips], float)
+    if spec.clip_weight not in ('frames', 'uniform'):
+        raise ValueError(f"clip_weight must be 'frames' or 'uniform', got {spec.clip_weight!r}")
+    weights = np.array([len(c) if spec.clip_weight == 'frames' else 1 for c in clips], float)
     clip = clips[rng.choice(len(clips), p=weights / weights.sum())]
     if gap is None:
         gaps = np.arange(spec.gap[0], spec.gap[1] + 1)

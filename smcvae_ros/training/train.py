@@ -4,7 +4,6 @@ One process, or N ranks under torchrun with DistributedDataParallel (see distrib
 consumes batch_size samples per rank; rank 0 validates, logs and writes checkpoints."""
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -13,7 +12,6 @@ import time
 from dataclasses import asdict, fields
 from pathlib import Path
 
-import numpy as np
 import torch
 import yaml
 from safetensors.torch import load_file, save_file
@@ -21,6 +19,7 @@ from tqdm import tqdm
 
 from ..data.clips import list_clips, set_frame_cache_mb
 from .pairs import PairDataset, PairSpec, fixed_batch
+from .tile_metrics import pooled_psnr
 from ..model import SMCVAE, SMCVAEConfig, save_model, smcvae_loss
 from ..model.io import config_path
 from . import distributed as D
@@ -81,14 +80,6 @@ def warm_start(model: SMCVAE, weights: str | Path, skip: tuple[str, ...] = ('hea
             fresh.append(k)
     model.load_state_dict(state)
     return fresh
-
-
-def pooled_psnr(out: torch.Tensor, target: torch.Tensor, failed: torch.Tensor) -> float:
-    """PSNR of 8-bit-quantized tiles over every failed pixel of the batch pooled (as over a frame's
-    holes), so easy tiles cannot dominate as they would in a mean of per-tile PSNRs."""
-    px = failed.expand_as(target) > 0.5
-    mse = (((out * 255).round().clamp(0, 255) - (target * 255).round()) ** 2)[px].double().mean().item()
-    return float('inf') if mse == 0 else float(10 * math.log10(255 ** 2 / mse))
 
 
 def lr_at(step: int, cfg: dict) -> float:

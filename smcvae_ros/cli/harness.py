@@ -1,5 +1,5 @@
 """Drive a real restore_node over DDS: start it as launch_ros would, feed frames and camera health
-statuses, collect its outputs. Used by `smcvae demo`, the node tests and the benchmarks."""
+statuses, collect its outputs. Used by `smcvae demo`, the node tests and the benchmarks (not by the node)."""
 from __future__ import annotations
 
 import os
@@ -15,33 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .compat import isolate_discovery
-from .messages import ERROR, FAILED_ROIS_KEY, OK, STALE, fill_image_msg, format_rois
-from .params import output_topic
+from ..ros.health import FAILED_ROIS_KEY, Level, format_rois
+from ..ros.messages import fill_image_msg
+from ..ros.topics import OUTPUT_LEAVES, output_topic
 
 REPO = Path(__file__).resolve().parents[2]
 CONSOLE_SCRIPTS = {'restore_node': 'smcvae_ros.ros.node', 'smcvae': 'smcvae_ros.cli'}   # setup.py entry points
-
-
-def ensure_ament_prefix() -> None:
-    """rclpy and get_package_share_directory find message packages through AMENT_PREFIX_PATH; in a
-    venv install (the ROS 2 PyPI wheels) that prefix is the venv."""
-    prefix = os.environ.get('VIRTUAL_ENV') or sys.prefix
-    if prefix not in os.environ.get('AMENT_PREFIX_PATH', '').split(os.pathsep):
-        os.environ['AMENT_PREFIX_PATH'] = os.pathsep.join(filter(None, [prefix, os.environ.get('AMENT_PREFIX_PATH')]))
-
-
-def ros_env(domain_id: int | None = None) -> None:
-    """Keep DDS on this machine (by distro, see compat), pick a random domain unless one is set, find
-    the venv's messages; subprocesses of a source checkout import that checkout's smcvae_ros."""
-    ensure_ament_prefix()
-    isolate_discovery()
-    if domain_id is not None:
-        os.environ['ROS_DOMAIN_ID'] = str(domain_id)
-    elif 'ROS_DOMAIN_ID' not in os.environ:
-        os.environ['ROS_DOMAIN_ID'] = str(np.random.default_rng().integers(1, 102))
-    if (REPO / 'package.xml').is_file() and str(REPO) not in os.environ.get('PYTHONPATH', '').split(os.pathsep):
-        os.environ['PYTHONPATH'] = os.pathsep.join(filter(None, [str(REPO), os.environ.get('PYTHONPATH')]))
 
 
 def command(name: str) -> list[str]:
@@ -79,7 +58,7 @@ class NodeProcess:
     """`restore_node --ros-args --params-file FILE -r __node:=NAME -p k:=v ...` as a subprocess."""
 
     def __init__(self, name: str = 'restore_node', overrides: dict | None = None, params: Path | None = None,
-                 log_path: Path | None = None):
+                 log_path: Path | None = None, env: dict | None = None):
         self.name = name
         self.cmd = command('restore_node') + ['--ros-args', '--params-file', str(params or params_file()),
                                               '-r', f'__node:={name}']
@@ -87,7 +66,8 @@ class NodeProcess:
             self.cmd += ['-p', _param_arg(k, v)]
         self.log_path = Path(log_path or tempfile.mkstemp(prefix=f'{name}_', suffix='.log')[1])
         self._log = open(self.log_path, 'wb')
-        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=None if env is None else {**os.environ, **env})
 
     @property
     def alive(self) -> bool:
@@ -125,7 +105,7 @@ def health_array(hardware_id: str, rois=(), whole_frame: bool = False, level: in
     """DiagnosticArray with one camera health status (the node's input contract)."""
     from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
     if level is None:
-        level = STALE if whole_frame else (ERROR if rois or rois_text else OK)
+        level = Level.STALE if whole_frame else (Level.ERROR if rois or rois_text else Level.OK)
     st = DiagnosticStatus(level=bytes([level]), name=f'camera health {hardware_id}', hardware_id=hardware_id,
                           message='patch failure' if level else 'ok')
     if rois or rois_text is not None:
@@ -206,7 +186,7 @@ class Client:
         out = output_topic(input_topic, 'image_restored')
         if out not in self.received:
             self.received[out] = []
-            for leaf in ('image_restored', 'restoration_mask', 'restoration_uncertainty'):
+            for leaf in OUTPUT_LEAVES:
                 self.subscribe(output_topic(input_topic, leaf))
         pub = self.publisher(input_topic)
         matched = lambda: (pub.get_subscription_count() > 0  # noqa: E731
@@ -243,22 +223,38 @@ class Client:
         with self.lock:
             return dict(self.node_status.get(camera_topic, {}))
 
+    def call(self, srv_type, name: str, request, timeout: float = 30.0):
+        """One service call; raises TimeoutError when the service is absent or does not answer."""
+        cli = self.node.create_client(srv_type, name)
+        try:
+            if not cli.wait_for_service(timeout_sec=timeout):
+                raise TimeoutError(f'{name} not available')
+            fut = cli.call_async(request)
+            if not self.wait_for(fut.done, timeout):
+                raise TimeoutError(f'{name} did not answer')
+            return fut.result()
+        finally:
+            self.node.destroy_client(cli)
+
     def set_parameters(self, node_name: str, values: dict, timeout: float = 15.0) -> list:
         """SetParameters service call; returns the SetParametersResult list."""
         from rcl_interfaces.srv import SetParameters
         from rclpy.parameter import Parameter
-        cli = self.node.create_client(SetParameters, f'/{node_name}/set_parameters')
-        try:
-            if not cli.wait_for_service(timeout_sec=timeout):
-                raise TimeoutError(f'/{node_name}/set_parameters not available')
-            msgs = [Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
-            req = SetParameters.Request(parameters=msgs)
-            fut = cli.call_async(req)
-            if not self.wait_for(fut.done, timeout):
-                raise TimeoutError('set_parameters did not answer')
-            return list(fut.result().results)
-        finally:
-            self.node.destroy_client(cli)
+        msgs = [Parameter(k, value=v).to_parameter_msg() for k, v in values.items()]
+        return list(self.call(SetParameters, f'/{node_name}/set_parameters', SetParameters.Request(parameters=msgs),
+                              timeout).results)
+
+    def lifecycle_state(self, node_name: str, timeout: float = 30.0) -> str:
+        """The node's lifecycle state label (/<node>/get_state)."""
+        from lifecycle_msgs.srv import GetState
+        return self.call(GetState, f'/{node_name}/get_state', GetState.Request(), timeout).current_state.label
+
+    def change_state(self, node_name: str, transition: str, timeout: float = 120.0) -> bool:
+        """Trigger a transition by label (configure, activate, deactivate, cleanup, shutdown)."""
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+        req = ChangeState.Request(transition=Transition(label=transition))
+        return self.call(ChangeState, f'/{node_name}/change_state', req, timeout).success
 
     def close(self):
         self.executor.shutdown(timeout_sec=1.0)

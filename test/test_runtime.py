@@ -1,0 +1,79 @@
+"""Runtime set: the node restores on the shipped ONNX where torch cannot be imported; model/ONNX consistency."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from ros_helpers import NodeProcess, damage, running_node, send, settled_status
+
+from smcvae_ros.data.clips import read_rgb
+from smcvae_ros.engine import create_backend
+from smcvae_ros.engine.graph import META_MODEL_CONFIG, ModelConfigMismatch, ensure_onnx, onnx_metadata
+
+pytestmark = pytest.mark.timeout(240)
+
+CAM = '/rt_cam/image_raw'
+ROIS = [(96, 96, 64, 48)]
+RUNTIME_MODULES = ['smcvae_ros.ros.node', 'smcvae_ros.engine.onnxruntime_backend', 'smcvae_ros.engine.tensorrt_backend',
+                   'smcvae_ros.evaluation.metrics', 'smcvae_ros.bag.evaluate', 'smcvae_ros.restoration']
+
+
+@pytest.fixture(scope='module')
+def no_torch(tmp_path_factory) -> dict:
+    """Environment in which `import torch` fails (a package named torch that raises ImportError)."""
+    root = tmp_path_factory.mktemp('no_torch')
+    (root / 'torch').mkdir()
+    (root / 'torch' / '__init__.py').write_text("raise ImportError('torch is not installed on this vehicle')\n")
+    return {'PYTHONPATH': os.pathsep.join(filter(None, [str(root), os.environ.get('PYTHONPATH')]))}
+
+
+def test_runtime_modules_import_without_torch(no_torch):
+    code = ('import sys\nimport ' + ', '.join(RUNTIME_MODULES) +
+            "\nassert 'torch' not in sys.modules or sys.modules['torch'] is None\nprint('ok')")
+    res = subprocess.run([sys.executable, '-c', code], env={**os.environ, **no_torch}, capture_output=True, text=True)
+    assert res.returncode == 0 and res.stdout.strip() == 'ok', res.stderr
+    blocked = subprocess.run([sys.executable, '-c', 'import torch'], env={**os.environ, **no_torch},
+                             capture_output=True, text=True)
+    assert blocked.returncode != 0 and 'not installed on this vehicle' in blocked.stderr
+
+
+def test_node_restores_on_the_shipped_onnx_without_torch(no_torch, val_frames):
+    frames = [read_rgb(p) for p in val_frames[:2]]
+    with running_node('restore_no_torch', {'backend': 'auto', 'device': 'cpu'}, [CAM], env=no_torch) as (node, client):
+        client.send_health(CAM, CAM)
+        send(client, CAM, frames[0])
+        client.send_health(CAM, CAM, rois=ROIS)
+        msg, out, mask = send(client, CAM, damage(frames[1], ROIS))
+        assert mask is not None and mask.any() and bytes(out.data) != bytes(msg.data)
+        st = settled_status(client, CAM)
+        assert st['last_status'] == 'restored' and st['backend'].startswith('onnxruntime') and not st['backend_notes']
+    assert 'not installed on this vehicle' not in node.log()        # torch was never even tried
+
+
+@pytest.fixture
+def disagreeing_model(shipped_model, tmp_path):
+    """The shipped weights and ONNX files with a JSON that says align: none, gate: false."""
+    for f in shipped_model.parent.glob(shipped_model.stem + '.*'):
+        if f.suffix in ('.safetensors', '.json', '.onnx'):
+            shutil.copy(f, tmp_path / f.name)
+    weights = tmp_path / shipped_model.name
+    cfg = json.loads(weights.with_suffix('.json').read_text())
+    cfg['model'].update(align='none', gate=False)
+    weights.with_suffix('.json').write_text(json.dumps(cfg))
+    return weights
+
+
+def test_json_onnx_disagreement_is_a_startup_error(disagreeing_model, shipped_model, tmp_path):
+    assert json.loads(onnx_metadata(ensure_onnx(shipped_model))[META_MODEL_CONFIG]) == \
+        json.loads(shipped_model.with_suffix('.json').read_text())['model']
+    for backend in ('onnxruntime', 'torch', 'auto'):                 # never a fallback, never a silent start
+        with pytest.raises(ModelConfigMismatch, match=r"align: 'flow' -> 'none'.*gate: True -> False"):
+            create_backend(backend, disagreeing_model, 'cpu', fallback=True, engine_cache_dir=tmp_path / 'cache')
+    node = NodeProcess('restore_mismatch', {'model_path': str(disagreeing_model), 'image_topics': [CAM]})
+    try:
+        rc = node.proc.wait(90)
+    finally:
+        node.stop()
+    assert rc == 1 and 'cannot start' in node.log() and 'disagrees with' in node.log(), node.log()
