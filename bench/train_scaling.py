@@ -82,5 +82,6 @@ def main() -> None:
             sps = run(ranks, batch, threads, args, data, tmp / f'run{i}')
             print(f'| {label} | {sps:.2f} | {sps * batch * ranks:.1f} |', flush=True)
 
+
 if __name__ == '__main__':
     main()

@@ -182,6 +182,7 @@ def test_play_and_record_compressed_topic(raw_and_compressed_bags, tmp_path):
     finally:
         if recorder.poll() is None:
             recorder.kill()
+
     def decoded(path):
         with open_bag(path) as r:
             msgs = [deserialize(d, c.msgtype, c.topic, path) for c, _, d in r.messages()]

@@ -171,8 +171,7 @@ def test_video_clip_random_access_equals_sequential_decoding(tmp_path, road):
 
 def test_bag_topics_are_clips_in_stamp_order(tmp_path, road):
     """Raw and compressed topics of one bag; messages logged out of stamp order come back in stamp order."""
-    from smcvae_ros.bag.io import (COMPRESSED_TYPE, IMAGE_TYPE, BagWriter, Header, compressed_msg, image_msg,
-                                   serialize, to_time)
+    from smcvae_ros.bag.io import COMPRESSED_TYPE, IMAGE_TYPE, BagWriter, Header, compressed_msg, image_msg, to_time
     order = [0, 2, 1, 3, 5, 4, 6, 7]
     with BagWriter(tmp_path / 'bag', 'mcap') as w:
         for k, i in enumerate(order):                 # bag time k, stamp i

@@ -83,6 +83,7 @@ def read_rgb(path: str | Path) -> np.ndarray:
 
 class Clip:
     """A sequence of frames; subclasses implement `__len__` and `_decode(i)`; `read` caches."""
+
     name: str
     key: str                  # unique per source (cache key)
 

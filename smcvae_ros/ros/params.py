@@ -34,7 +34,8 @@ PARAMS: tuple[Param, ...] = (
     Param('image_topics', ['/camera/image_raw'],
           'Input topics, one per camera: sensor_msgs/Image, or sensor_msgs/CompressedImage (jpeg/png) for a '
           'topic ending in /compressed. Outputs (raw Image) replace the last path component of the camera '
-          'topic: /ns/image_raw[/compressed] -> /ns/image_restored, /ns/restoration_mask, /ns/restoration_uncertainty.'),
+          'topic: /ns/image_raw[/compressed] -> /ns/image_restored, /ns/restoration_mask, '
+          '/ns/restoration_uncertainty.'),
     Param('diagnostics_topic', '/camera_health',
           'DiagnosticArray with one status per camera (hardware_id = image topic or its namespace); '
           'WARN/ERROR + KeyValue failed_rois="x,y,w,h;..." (at most 256 rectangles, 8192 characters) marks regions '
