@@ -202,7 +202,8 @@ def test_bad_input(small_bag, tiny_model, tmp_path, capsys):
     write_bag(diag, [('/camera_health', DIAG_TYPE, 5, health)])
     fails(['bag-eval', str(diag), str(tmp_path / 'o3'), '--topics', '/camera_health', *ev], '/camera_health',
           'expected sensor_msgs/msg/Image')
-    fails(['bag-eval', str(diag), str(tmp_path / 'o3'), *ev], 'no sensor_msgs/msg/Image camera topics')
+    fails(['bag-eval', str(diag), str(tmp_path / 'o3'), *ev],
+          'no sensor_msgs/msg/Image or sensor_msgs/msg/CompressedImage camera topics')
     bayer = tmp_path / 'bayer'
     msg = image_msg(np.zeros((16, 16), np.uint8), 'mono8', Header(stamp=to_time(1), frame_id='c'))
     msg.encoding = 'bayer_rggb8'

@@ -130,3 +130,91 @@ def test_fixed_batch_is_reproducible(clip_dir):
     ref, dmg, tgt, mask = a
     assert ref.shape == (4, 3, 32, 32) and dmg.shape == (4, 4, 32, 32) and mask.shape == (4, 16)
     assert bool(mask.any(1).all())
+
+
+# --- clip sources: videos, rosbag2 topics, lists of sources, bounded memory ------------------------
+@pytest.fixture(scope='module')
+def road():
+    from smcvae_ros.data.synthetic import generate_sequence
+    return generate_sequence(12, 160, 96, seed=3)
+
+
+def write_video(path, frames, fps=10):
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*'mp4v'), fps, frames[0].shape[1::-1])
+    for f in frames:
+        w.write(f[..., ::-1])
+    w.release()
+    return path
+
+
+def test_video_clip_random_access_equals_sequential_decoding(tmp_path, road):
+    from smcvae_ros.data import clips as C
+    path = write_video(tmp_path / 'drive.mp4', road)
+    cap, decoded = cv2.VideoCapture(str(path)), []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        decoded.append(bgr[..., ::-1])
+    (clip,) = list_clips(path)
+    assert clip.name == 'drive' and len(clip) == len(road) == len(decoded)
+    C.set_frame_cache_mb(0)                       # no cache: every read decodes (seek or grab forward)
+    try:
+        for i in (7, 2, 11, 0, 5, 6, 10, 1):
+            assert np.array_equal(clip.read(i), decoded[i]), i
+    finally:
+        C.set_frame_cache_mb(C.FRAME_CACHE_MB)
+    assert np.abs(clip.read(4).astype(int) - road[4]).mean() < 8      # lossy codec, same picture
+    with pytest.raises(IndexError):
+        clip.read(12)
+
+
+def test_bag_topics_are_clips_in_stamp_order(tmp_path, road):
+    """Raw and compressed topics of one bag; messages logged out of stamp order come back in stamp order."""
+    from smcvae_ros.bag.io import COMPRESSED_TYPE, IMAGE_TYPE, BagWriter, Header, compressed_msg, image_msg, to_time
+    order = [0, 2, 1, 3, 5, 4, 6, 7]
+    with BagWriter(tmp_path / 'bag', 'mcap') as w:
+        for k, i in enumerate(order):                 # bag time k, stamp i
+            header = Header(stamp=to_time(10**9 * (100 + i)), frame_id='cam')
+            w.write_msg('/front/image_raw', IMAGE_TYPE, 10**9 * (100 + k), image_msg(road[i], 'rgb8', header))
+            w.write_msg('/rear/image_raw/compressed', COMPRESSED_TYPE, 10**9 * (100 + k),
+                        compressed_msg(road[i][..., ::-1].copy(), 'bgr8', header, 'png'))
+            w.write_msg('/front/image_restored', IMAGE_TYPE, 10**9 * (100 + k), image_msg(road[i], 'rgb8', header))
+    clips = list_clips(tmp_path / 'bag')
+    assert [c.name for c in clips] == ['bag/front/image_raw', 'bag/rear/image_raw/compressed']  # outputs skipped
+    for clip in clips:
+        assert len(clip) == 8
+        for i in (5, 0, 7, 2):
+            assert np.array_equal(clip.read(i), road[i]), (clip.name, i)
+
+
+def test_list_of_sources_and_folder_of_videos(tmp_path, road, clip_dir):
+    videos = tmp_path / 'videos'
+    videos.mkdir()
+    write_video(videos / 'a.mp4', road[:6])
+    write_video(videos / 'b.avi', road[6:])
+    names = [c.name for c in list_clips([videos, clip_dir])]
+    assert names == ['a', 'b', 'a', 'b'] and [len(c) for c in list_clips(videos)] == [6, 6]
+    (tmp_path / 'notes.txt').write_text('x')
+    with pytest.raises(ValueError, match='not a clip source'):
+        list_clips(tmp_path / 'notes.txt')
+    (tmp_path / 'broken.mp4').write_bytes(b'not a video')
+    with pytest.raises(ValueError, match='cannot open video'):
+        list_clips(tmp_path / 'broken.mp4')
+    (tmp_path / 'empty').mkdir()
+    with pytest.raises(ValueError, match='no clips'):
+        list_clips([tmp_path / 'empty'])
+
+
+def test_frame_cache_is_bounded(clip_dir):
+    from smcvae_ros.data import clips as C
+    frame_bytes = 160 * 200 * 3
+    C.set_frame_cache_mb(3.5 * frame_bytes / (1 << 20))
+    try:
+        for clip in list_clips(clip_dir):
+            for i in range(len(clip)):
+                clip.read(i)
+                assert C._frames.used <= C._frames.budget
+        assert len(C._frames) == 3
+    finally:
+        C.set_frame_cache_mb(C.FRAME_CACHE_MB)

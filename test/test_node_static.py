@@ -7,7 +7,7 @@ import yaml
 
 from smcvae_ros.ros import params as P
 from smcvae_ros.ros.launch_args import LaunchArgumentError, node_parameters, parse_topics
-from smcvae_ros.ros.topics import output_topic
+from smcvae_ros.ros.topics import CameraIds, camera_input, camera_namespace, output_topic
 
 REPO = Path(__file__).resolve().parent.parent
 LAUNCH = REPO / 'launch' / 'restore.launch.py'
@@ -73,13 +73,27 @@ def test_descriptors_carry_types_ranges_and_read_only():
 
 @pytest.mark.parametrize('topic,expected', [('/cam_front/image_raw', '/cam_front/image_restored'),
                                             ('/vehicle/cam/image_raw', '/vehicle/cam/image_restored'),
-                                            ('image_raw', 'image_restored'), ('/image_raw', '/image_restored')])
+                                            ('image_raw', 'image_restored'), ('/image_raw', '/image_restored'),
+                                            ('/cam_front/image_raw/compressed', '/cam_front/image_restored'),
+                                            ('image_raw/compressed', 'image_restored')])
 def test_output_topic(topic, expected):
     assert output_topic(topic, 'image_restored') == expected
 
 
+def test_camera_input_and_namespace():
+    assert camera_input('/cam_front/image_raw/compressed') == (True, '/cam_front/image_raw')
+    assert camera_input('/cam_front/image_raw') == (False, '/cam_front/image_raw')
+    assert camera_input('/compressed') == (False, '/compressed')
+    assert camera_namespace('/cam_front/image_raw/compressed') == '/cam_front'
+    ids = CameraIds(['/cam_front/image_raw/compressed'])     # health may name either topic or the namespace
+    assert {ids.match(h) for h in ('/cam_front/image_raw/compressed', 'cam_front/image_raw', '/cam_front')} == {
+        '/cam_front/image_raw/compressed'}
+
+
 @pytest.mark.parametrize('change,fragment', [({'image_topics': []}, 'non-empty'),
                                              ({'image_topics': ['/a/image_raw', '/a/image_raw']}, 'duplicates'),
+                                             ({'image_topics': ['/a/image_raw', '/a/image_raw/compressed']},
+                                              'duplicates'),
                                              ({'image_topics': ['/a/image_restored']}, 'output name'),
                                              ({'backend': 'cuda'}, 'backend'),
                                              ({'qos_reliability': 'sometimes'}, 'qos_reliability'),

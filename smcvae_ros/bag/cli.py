@@ -33,7 +33,7 @@ def _qos(p) -> None:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser('bag-make', help='write a rosbag2 of sensor_msgs/Image from clip folders',
+    p = sub.add_parser('bag-make', help='write a rosbag2 of sensor_msgs/Image (or CompressedImage) from clip folders',
                        description='One camera per FRAMES_DIR; --topic (and --frame-id) repeat in the same order.')
     p.add_argument('frames_dirs', nargs='+', metavar='FRAMES_DIR', help='folder of frames in time order')
     p.add_argument('out_bag', metavar='OUT_BAG')
@@ -45,13 +45,16 @@ def add_parser(sub) -> None:
     p.add_argument('--start-frame', type=int, default=0, help='skip this many frames of each folder')
     p.add_argument('--max-frames', type=int, help='frames per camera')
     p.add_argument('--resize', metavar='WxH', help='resize frames, e.g. 480x270')
+    p.add_argument('--compressed', nargs='?', const='jpeg', choices=('jpeg', 'png'),
+                   help="write sensor_msgs/CompressedImage on '<topic>/compressed' (default codec jpeg)")
+    p.add_argument('--jpeg-quality', type=int, default=95, help='JPEG quality 1..100 (default 95)')
     _storage(p)
     p.set_defaults(func=_runner('make'))
 
     p = sub.add_parser('bag-eval', help='inject failures into a bag, restore, write bag + report + plots')
     p.add_argument('in_bag', metavar='IN_BAG')
     p.add_argument('out_dir', metavar='OUT_DIR')
-    p.add_argument('--topics', nargs='+', help='camera Image topics (default: every Image topic but outputs)')
+    p.add_argument('--topics', nargs='+', help='camera Image/CompressedImage topics (default: all of them but outputs)')
     p.add_argument('--model', help='model .safetensors (default: the shipped model)')
     p.add_argument('--backend', default='auto', help='auto|torch|onnxruntime|tensorrt')
     p.add_argument('--device', default='auto')

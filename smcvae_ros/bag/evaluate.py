@@ -25,10 +25,11 @@ from ..restoration import FrameStatus, RestorationSettings, Restorer
 from ..restoration.frames import to_rgb
 from ..ros.handler import Frame, FrameHandler
 from ..ros.health import Failure, failure_from_status, format_rois, parse_rois
-from ..ros.topics import CameraIds, is_output_topic
+from ..ros.messages import MalformedMessage
+from ..ros.topics import CameraIds
 from .inject import FailureSchedule
-from .io import (DIAG_TYPE, IMAGE_TYPE, BagError, BagWriter, check_topics, deserialize, failure_diagnostics,
-                 image_msg, messages, open_bag, output_topics, stamp_ns)
+from .io import (DIAG_TYPE, IMAGE_TYPE, BagError, BagWriter, camera_topics, deserialize, failure_diagnostics,
+                 image_msg, messages, open_bag, output_topics, raw_image_msg, stamp_ns)
 
 log = logging.getLogger(__name__)
 MAX_LEAD_NS = 50_000_000
@@ -40,21 +41,11 @@ class EvalConfig:
     pattern: str = 'random'
     seed: int = 0
     damage_prob: float = 0.75
-    cameras: tuple[str, ...] = ()          # empty: every Image topic that is not an output topic
+    cameras: tuple[str, ...] = ()          # empty: every Image/CompressedImage topic that is not an output
     use_recorded_diagnostics: bool = False
     diagnostics_topic: str = '/camera_health'
     max_reference_age_s: float = 2.0
     examples: int = 3                      # side-by-side PNGs per camera
-
-
-def camera_topics(reader, path, requested) -> list[str]:
-    if requested:
-        return check_topics(reader, path, requested, IMAGE_TYPE)
-    cams = sorted({c.topic for c in reader.connections if c.msgtype == IMAGE_TYPE and not is_output_topic(c.topic)})
-    if not cams:
-        types = ', '.join(sorted(f'{c.topic} ({c.msgtype})' for c in reader.connections))
-        raise BagError(f'{path}: no {IMAGE_TYPE} camera topics in bag (topics: {types})')
-    return cams
 
 
 def frame_metrics(original: np.ndarray, restored: dict[str, np.ndarray], failed: np.ndarray) -> dict:
@@ -105,8 +96,13 @@ def evaluate_bag(in_bag, backend, cfg: EvalConfig, out_bag=None, examples_dir=No
                 if conn.topic == cfg.diagnostics_topic and cfg.use_recorded_diagnostics and conn.msgtype == DIAG_TYPE:
                     _apply_recorded(deserialize(data, DIAG_TYPE, conn.topic, in_bag), state, ids)
                 elif conn.topic in state and state[conn.topic].error is None:
-                    row = _process(state[conn.topic], handler, deserialize(data, IMAGE_TYPE, conn.topic, in_bag),
-                                   t, cfg, writer, examples_dir, save_example)
+                    try:  # CompressedImage is decoded into a raw Image first
+                        msg = raw_image_msg(deserialize(data, conn.msgtype, conn.topic, in_bag))
+                    except MalformedMessage as e:  # like the node: an undecodable frame is dropped
+                        log.warning('%s: undecodable frame dropped (not evaluated, not in the output bag): %s',
+                                    conn.topic, e)
+                        continue
+                    row = _process(state[conn.topic], handler, msg, t, cfg, writer, examples_dir, save_example)
                     if row:
                         rows.append(row)
             if not rows:  # inside the writer: the output bag is discarded

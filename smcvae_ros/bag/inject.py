@@ -4,8 +4,9 @@ Schedule per camera topic: frame 0 is healthy (it gives the restorer its first r
 frame is damaged with probability `damage_prob`, otherwise healthy (which refreshes the reference).
 A damaged frame gets `failure_rois(pattern, ratio)` rectangles 'x,y,w,h' in pixels, on no grid
 (random: 16-px cells on a shifted grid; blocks: 24-120 px rectangles; rows: stripes).
-The damage decisions and the masks use separate random streams seeded by (seed, crc32(topic)), so the
-same frames are damaged for every --mask-ratio of a sweep and runs are reproducible.
+The damage decisions and the masks use separate random streams seeded by (seed, crc32(camera topic)), so
+the same frames are damaged for every --mask-ratio of a sweep, runs are reproducible, and a camera's
+'/compressed' topic gets the same failures as its raw topic.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import zlib
 import numpy as np
 
 from ..restoration.masks import PIXEL_PATTERNS, failure_rois
+from ..ros.topics import camera_input
 
 EVAL_PATTERNS = PIXEL_PATTERNS
 EVAL_CELL = 16
@@ -27,7 +29,7 @@ class FailureSchedule:
             raise ValueError(f'unknown --pattern {pattern!r}; choose {"|".join(EVAL_PATTERNS)}')
         if not 0.0 < ratio <= 1.0:
             raise ValueError(f'mask ratio must be in (0, 1], got {ratio}')
-        key = zlib.crc32(topic.encode())
+        key = zlib.crc32(camera_input(topic)[1].encode())
         self.damage_rng = np.random.default_rng([seed, key, 0])
         self.mask_rng = np.random.default_rng([seed, key, 1])
         self.ratio, self.pattern, self.damage_prob = ratio, pattern, damage_prob

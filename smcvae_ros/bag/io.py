@@ -16,16 +16,19 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 
 from ..ros.health import FAILED_ROIS_KEY, Level, format_rois
-from ..ros.messages import fill_image_msg
-from ..ros.topics import camera_namespace, output_topic
+from ..ros.messages import decode_compressed, encode_compressed, fill_image_msg
+from ..ros.topics import camera_namespace, is_output_topic, output_topic
 
 TYPESTORE = get_typestore(Stores.ROS2_JAZZY)
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
+COMPRESSED_TYPE = 'sensor_msgs/msg/CompressedImage'
+CAMERA_TYPES = (IMAGE_TYPE, COMPRESSED_TYPE)
 DIAG_TYPE = 'diagnostic_msgs/msg/DiagnosticArray'
 STORAGES = {'mcap': StoragePlugin.MCAP, 'sqlite3': StoragePlugin.SQLITE3}
 
 _T = TYPESTORE.types
 Image, Header, Time = _T[IMAGE_TYPE], _T['std_msgs/msg/Header'], _T['builtin_interfaces/msg/Time']
+CompressedImage = _T[COMPRESSED_TYPE]
 DiagnosticArray, DiagnosticStatus, KeyValue = (_T[DIAG_TYPE], _T['diagnostic_msgs/msg/DiagnosticStatus'],
                                                _T['diagnostic_msgs/msg/KeyValue'])
 
@@ -54,6 +57,14 @@ def stamp_ns(header) -> int:
     return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
 
 
+def stamp_ns_raw(cdr: bytes) -> int:
+    """header.stamp of a serialized message whose first field is a std_msgs/Header (Image,
+    CompressedImage), read from the CDR bytes without deserializing the payload."""
+    order = '<' if cdr[1] == 1 else '>'                 # encapsulation: 0x0001 CDR_LE, 0x0000 CDR_BE
+    sec, nanosec = np.frombuffer(bytes(cdr[4:12]), np.dtype(f'{order}i4'), 2)
+    return int(sec) * 1_000_000_000 + int(np.uint32(nanosec))
+
+
 # --- messages --------------------------------------------------------------------------------------
 def image_msg(array: np.ndarray, encoding: str, header):
     """rosbags Image from an (H,W[,C]) uint8 array (data as the numpy array rosbags serializes)."""
@@ -61,6 +72,21 @@ def image_msg(array: np.ndarray, encoding: str, header):
                                data=np.zeros(0, np.uint8)), array, encoding)
     msg.data = np.frombuffer(msg.data, np.uint8)
     return msg
+
+
+def raw_image_msg(msg):
+    """A rosbags Image as it is, or a CompressedImage decoded into a rosbags Image (header kept);
+    MalformedMessage when the compressed data cannot be decoded."""
+    if not hasattr(msg, 'format'):
+        return msg
+    array, encoding = decode_compressed(msg.format, msg.data)
+    return image_msg(array, encoding, msg.header)
+
+
+def compressed_msg(array: np.ndarray, encoding: str, header, codec: str = 'jpeg', quality: int = 95):
+    """rosbags CompressedImage of an (H,W[,C]) uint8 array, `format` as image_transport writes it."""
+    fmt, data = encode_compressed(array, encoding, codec, quality)
+    return CompressedImage(header=header, format=fmt, data=np.frombuffer(data, np.uint8))
 
 
 def failure_diagnostics(header, topic: str, rois, whole_frame: bool = False):
@@ -85,9 +111,8 @@ def deserialize(data: bytes, msgtype: str, topic: str, path) -> object:
 
 
 # --- reading ---------------------------------------------------------------------------------------
-@contextmanager
-def open_bag(path):
-    """Open a rosbag2 (folder, .mcap or .db3) for reading; BagError if missing, unreadable or empty."""
+def open_reader(path) -> Reader:
+    """An open rosbags Reader of a rosbag2 (folder, .mcap or .db3); BagError if missing or unreadable."""
     path = Path(path)
     if not path.exists():
         raise BagError(f'{path}: bag not found')
@@ -96,6 +121,13 @@ def open_bag(path):
         reader.open()
     except Exception as e:  # noqa: BLE001 - rosbags raises several types for broken bags
         raise BagError(f'{path}: cannot open bag ({type(e).__name__}: {e})') from e
+    return reader
+
+
+@contextmanager
+def open_bag(path):
+    """Open a rosbag2 for reading (context manager); BagError if missing, unreadable or empty."""
+    reader = open_reader(path)
     try:
         if reader.message_count == 0 or not reader.connections:
             raise BagError(f'{path}: bag is empty (no messages)')
@@ -117,6 +149,22 @@ def check_topics(reader, path, topics, msgtype: str | None = None) -> list[str]:
         if msgtype and types[t] != msgtype:
             raise BagError(f'{path}: topic {t} has type {types[t]}, expected {msgtype}')
     return list(topics)
+
+
+def camera_topics(reader, path, requested) -> list[str]:
+    """The requested camera topics (checked), or every Image/CompressedImage topic that is not a
+    restore output."""
+    types = topic_types(reader)
+    if requested:
+        for t in check_topics(reader, path, requested):
+            if types[t] not in CAMERA_TYPES:
+                raise BagError(f'{path}: topic {t} has type {types[t]}, expected {" or ".join(CAMERA_TYPES)}')
+        return list(requested)
+    cams = sorted(t for t, ty in types.items() if ty in CAMERA_TYPES and not is_output_topic(t))
+    if not cams:
+        listed = ', '.join(sorted(f'{t} ({ty})' for t, ty in types.items()))
+        raise BagError(f'{path}: no {" or ".join(CAMERA_TYPES)} camera topics in bag (topics: {listed})')
+    return cams
 
 
 def messages(reader, path, connections=()):

@@ -1,4 +1,5 @@
-"""`smcvae bag-make`: a rosbag2 of sensor_msgs/Image from clip folders (one folder per camera).
+"""`smcvae bag-make`: a rosbag2 of sensor_msgs/Image (or, with --compressed, sensor_msgs/CompressedImage
+on '<topic>/compressed', as image_transport publishes) from clip folders (one folder per camera).
 
 Timing: camera i frame k has header.stamp = start + k/fps + i*1 ms (cameras triggered 1 ms apart) and
 is logged (bag receive time) TRANSPORT_LATENCY_NS after its stamp, like a live driver's recording.
@@ -15,7 +16,9 @@ from tqdm import tqdm
 
 from ..data.clips import IMAGE_EXTS, read_rgb
 from ..restoration.frames import ENCODINGS
-from .io import IMAGE_TYPE, BagError, BagWriter, Header, frame_id_for, image_msg, serialize, to_time
+from ..ros.topics import COMPRESSED_SUFFIX, camera_input
+from .io import (COMPRESSED_TYPE, IMAGE_TYPE, BagError, BagWriter, Header, compressed_msg, frame_id_for, image_msg,
+                 serialize, to_time)
 
 log = logging.getLogger(__name__)
 
@@ -59,8 +62,10 @@ def parse_size(text: str | None) -> tuple[int, int] | None:
 
 def make_bag(frame_dirs, out_bag, topics=None, fps: float = 10.0, encoding: str = 'rgb8', frame_ids=None,
              start_time: float = DEFAULT_START_S, start_frame: int = 0, max_frames: int | None = None,
-             resize: tuple[int, int] | None = None, storage: str = 'mcap', overwrite: bool = False) -> dict:
-    """Write one camera per folder; topics[i]/frame_ids[i] belong to frame_dirs[i]. Returns counts per topic."""
+             resize: tuple[int, int] | None = None, storage: str = 'mcap', overwrite: bool = False,
+             compressed: str | None = None, quality: int = 95) -> dict:
+    """Write one camera per folder; topics[i]/frame_ids[i] belong to frame_dirs[i]. Returns counts per topic.
+    compressed='jpeg'|'png': CompressedImage on '<topic>/compressed' (jpeg at `quality`)."""
     frame_dirs = [Path(d) for d in frame_dirs]
     topics = list(topics or ([DEFAULT_TOPIC] if len(frame_dirs) == 1 else []))
     if len(topics) != len(frame_dirs):
@@ -73,13 +78,18 @@ def make_bag(frame_dirs, out_bag, topics=None, fps: float = 10.0, encoding: str 
     if fps <= 0:
         raise BagError(f'--fps must be > 0, got {fps}')
     convert_rgb(np.zeros((1, 1, 3), np.uint8), encoding)  # fail early on an unsupported encoding
+    if compressed not in (None, 'jpeg', 'png'):
+        raise BagError(f'--compressed must be jpeg or png, got {compressed!r}')
+    if compressed:
+        topics = [t if camera_input(t)[0] else t + COMPRESSED_SUFFIX for t in topics]
+    msgtype = COMPRESSED_TYPE if compressed else IMAGE_TYPE
     period_ns, start_ns = round(1e9 / fps), round(start_time * 1e9)
     # (log time, camera, frame index, path) in time order across cameras
     schedule = list(heapq.merge(*[
         [(start_ns + k * period_ns + i * CAMERA_OFFSET_NS + TRANSPORT_LATENCY_NS, i, k, p)
          for k, p in enumerate(list_frames(d, start_frame, max_frames))] for i, d in enumerate(frame_dirs)]))
     with BagWriter(out_bag, storage, overwrite) as w:
-        conns = [w.connection(t, IMAGE_TYPE) for t in topics]
+        conns = [w.connection(t, msgtype) for t in topics]
         for t_log, i, _, path in tqdm(schedule, desc=f'bag-make {Path(out_bag).name}', unit='frame', leave=False):
             try:
                 rgb = read_rgb(path)
@@ -88,7 +98,10 @@ def make_bag(frame_dirs, out_bag, topics=None, fps: float = 10.0, encoding: str 
             if resize:
                 rgb = cv2.resize(rgb, resize, interpolation=cv2.INTER_AREA)
             header = Header(stamp=to_time(t_log - TRANSPORT_LATENCY_NS), frame_id=frame_ids[i])
-            w.write(conns[i], t_log, serialize(image_msg(convert_rgb(rgb, encoding), encoding, header), IMAGE_TYPE))
+            array = convert_rgb(rgb, encoding)
+            msg = (compressed_msg(array, encoding, header, compressed, quality) if compressed
+                   else image_msg(array, encoding, header))
+            w.write(conns[i], t_log, serialize(msg, msgtype))
         counts = dict(w.counts)
     log.info('wrote %s: %s', out_bag, counts)
     return counts
@@ -97,6 +110,6 @@ def make_bag(frame_dirs, out_bag, topics=None, fps: float = 10.0, encoding: str 
 def run(args) -> int:
     counts = make_bag(args.frames_dirs, args.out_bag, args.topic, args.fps, args.encoding, args.frame_id,
                       args.start_time, args.start_frame, args.max_frames, parse_size(args.resize), args.storage,
-                      args.overwrite)
+                      args.overwrite, args.compressed, args.jpeg_quality)
     print(f'wrote {args.out_bag} ({args.storage}): ' + ', '.join(f'{t}: {n} frames' for t, n in counts.items()))
     return 0

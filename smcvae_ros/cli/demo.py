@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..data.clips import SHARED_VAL, list_clips, read_rgb
+from ..data.clips import SHARED_VAL, list_clips
 from ..engine.base import default_model_path, read_model_config
 from ..evaluation.metrics import psnr
 from ..restoration.frames import grid_to_rois
@@ -42,12 +42,12 @@ def add_parser(sub):
 
 def load_sequence(args) -> tuple[str, list[np.ndarray]]:
     if args.frames is None and not args.generated and SHARED_VAL.is_dir():
-        clips = [c for c in list_clips(SHARED_VAL) if len(c.frames) >= args.num_frames and c.name != SHARED_VAL.name]
+        clips = [c for c in list_clips(SHARED_VAL) if len(c) >= args.num_frames and c.name != SHARED_VAL.name]
         if clips:
             args.frames = SHARED_VAL / clips[0].name
     if args.frames is not None:
         clip = list_clips(args.frames)[0]
-        return str(args.frames), [read_rgb(p) for p in clip.frames[:args.num_frames]]
+        return str(args.frames), [clip.read(i) for i in range(min(args.num_frames, len(clip)))]
     from ..data.synthetic import generate_sequence
     w, h = (int(v) for v in args.size.lower().split('x'))
     return f'generated road sequence {w}x{h} (seed {args.seed})', generate_sequence(args.num_frames, w, h, args.seed)

@@ -14,6 +14,7 @@ class CameraStats:
     frames_lost: int = 0          # reported lost by the middleware (subscription message-lost event)
     frames_restored: int = 0
     frames_flagged: int = 0       # published with failures not restored (pass-through)
+    frames_undecodable: int = 0   # CompressedImage that could not be decoded (nothing published)
     health_statuses: int = 0      # camera health statuses applied
     errors: int = 0               # inference errors (frames passed through)
     last_status: str = ''
@@ -24,6 +25,7 @@ class CameraStats:
     last_batch_size: int = 0
     reported_dropped: int = 0     # frames_dropped at the previous report
     reported_errors: int = 0
+    reported_undecodable: int = 0
 
 
 def camera_status(name: str, hardware_id: str, stats: CameraStats, failure: Failure, backend: str,
@@ -32,11 +34,15 @@ def camera_status(name: str, hardware_id: str, stats: CameraStats, failure: Fail
     from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
     new_drops = stats.frames_dropped - stats.reported_dropped
     new_errors = stats.errors - stats.reported_errors
+    new_undecodable = stats.frames_undecodable - stats.reported_undecodable
     stats.reported_dropped, stats.reported_errors = stats.frames_dropped, stats.errors
+    stats.reported_undecodable = stats.frames_undecodable
     if new_errors:
         level, message = Level.ERROR, f'{new_errors} inference error(s): {stats.last_message}'
     elif stats.frames_in == 0:
         level, message = Level.STALE, 'no frames received yet'
+    elif new_undecodable or stats.last_status == 'undecodable':
+        level, message = Level.WARN, f'{new_undecodable} undecodable compressed frame(s) dropped: {stats.last_message}'
     elif stats.last_status.startswith('passthrough'):
         level, message = Level.WARN, f'{stats.last_status}: {stats.last_message}'
     elif new_drops:
@@ -63,6 +69,7 @@ def camera_status(name: str, hardware_id: str, stats: CameraStats, failure: Fail
         'frames_lost': stats.frames_lost,
         'frames_restored': stats.frames_restored,
         'frames_flagged': stats.frames_flagged,
+        'frames_undecodable': stats.frames_undecodable,
         'inference_errors': stats.errors,
         'pending': int(pending),
         'last_batch_size': stats.last_batch_size,

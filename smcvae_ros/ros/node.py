@@ -27,7 +27,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, TransitionCallbackReturn
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 
 from ..engine import Backend, create_backend
 from ..restoration import FrameStatus, Restorer
@@ -36,13 +36,14 @@ from .compat import SubscriptionEventCallbacks, add_parameter_callbacks
 from .diagnostics import CameraStats, camera_status
 from .handler import Frame, FrameHandler, FrameOutcome
 from .health import Failure, failure_from_status, short
-from .messages import fill_image_msg
-from .topics import OUTPUT_LEAVES, CameraIds, output_topic
+from .messages import MalformedMessage, decode_compressed, fill_image_msg
+from .topics import OUTPUT_LEAVES, CameraIds, camera_input, output_topic
 
 THROTTLE_S = 5.0
 MAX_WARNED_ENCODINGS = 8          # distinct unsupported encodings remembered (warned once) per camera
 MAX_HEALTH_BYTES = 1 << 20        # a camera-health DiagnosticArray above this is not deserialized
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+UNDECODABLE = 'undecodable'       # a CompressedImage that cannot be decoded: nothing is published for it
 
 
 @dataclass
@@ -138,6 +139,9 @@ class RestoreNode(LifecycleNode):
     def _subscribe_camera(self, cam: Camera, qos: QoSProfile):
         events = SubscriptionEventCallbacks(incompatible_qos=lambda e, t=cam.topic: self._incompatible(t, e),
                                             message_lost=lambda e, c=cam: self._lost(c, e))
+        if camera_input(cam.topic)[0]:    # '<camera topic>/compressed': sensor_msgs/CompressedImage
+            return self.create_subscription(CompressedImage, cam.topic, lambda m, c=cam: self._on_compressed(c, m),
+                                            qos, event_callbacks=events)
         return self.create_subscription(Image, cam.topic, lambda m, c=cam: self._on_image(c, m), qos,
                                         event_callbacks=events)
 
@@ -209,6 +213,20 @@ class RestoreNode(LifecycleNode):
         with self._cv:
             cam.stats.frames_lost += event.total_count_change
             cam.stats.frames_dropped += event.total_count_change
+
+    def _on_compressed(self, cam: Camera, msg: CompressedImage) -> None:
+        """Decode to a raw Image (header kept) and handle it like one; undecodable data is counted,
+        flagged in /diagnostics and not published (it cannot be passed through as a raw frame)."""
+        try:
+            array, encoding = decode_compressed(msg.format, msg.data)
+        except MalformedMessage as e:
+            with self._cv:
+                cam.stats.frames_in += 1
+                cam.stats.frames_undecodable += 1
+                cam.stats.last_status, cam.stats.last_message = UNDECODABLE, short(e)
+            self.get_logger().warning(f'{cam.topic}: {short(e)}; frame dropped', throttle_duration_sec=THROTTLE_S)
+            return
+        self._on_image(cam, fill_image_msg(Image(), array, encoding, msg.header))
 
     def _on_image(self, cam: Camera, msg: Image) -> None:
         t, rx = time.monotonic(), self.get_clock().now().nanoseconds * 1e-9

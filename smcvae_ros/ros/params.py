@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..restoration import DetectSettings, RestorationSettings
-from .topics import is_output_topic
+from .topics import camera_input, is_output_topic
 
 RELIABILITY = ('reliable', 'best_effort')
 BACKENDS = ('auto', 'tensorrt', 'torch', 'onnxruntime')
@@ -32,8 +32,10 @@ PARAMS: tuple[Param, ...] = (
     Param('autostart', True, 'Configure and activate at start-up (false: wait in unconfigured for a lifecycle '
           'manager: ros2 lifecycle set <node> configure / activate).'),
     Param('image_topics', ['/camera/image_raw'],
-          'Input sensor_msgs/Image topics, one per camera. Outputs replace the last path component: '
-          '/ns/image_raw -> /ns/image_restored, /ns/restoration_mask, /ns/restoration_uncertainty.'),
+          'Input topics, one per camera: sensor_msgs/Image, or sensor_msgs/CompressedImage (jpeg/png) for a '
+          'topic ending in /compressed. Outputs (raw Image) replace the last path component of the camera '
+          'topic: /ns/image_raw[/compressed] -> /ns/image_restored, /ns/restoration_mask, '
+          '/ns/restoration_uncertainty.'),
     Param('diagnostics_topic', '/camera_health',
           'DiagnosticArray with one status per camera (hardware_id = image topic or its namespace); '
           'WARN/ERROR + KeyValue failed_rois="x,y,w,h;..." (at most 256 rectangles, 8192 characters) marks regions '
@@ -122,8 +124,9 @@ def check(values: dict) -> str | None:
     topics = values.get('image_topics', [])
     if not topics or any(not t or t.endswith('/') for t in topics):
         return f'image_topics must be a non-empty list of topic names, got {topics!r}'
-    if len(set(topics)) != len(topics):
-        return f'image_topics has duplicates: {topics!r}'
+    cameras = [camera_input(t)[1] for t in topics]
+    if len(set(cameras)) != len(cameras):
+        return f'image_topics has duplicates (a camera and its /compressed count as one): {topics!r}'
     if any(is_output_topic(t) for t in topics):
         return 'an input topic ends in an output name (image_restored/restoration_mask/restoration_uncertainty)'
     if values['dark_level'] >= values['bright_level']:

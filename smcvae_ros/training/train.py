@@ -1,10 +1,13 @@
 """`smcvae train`: YAML config + CLI overrides, resumable checkpoints, CSV/TensorBoard metrics,
-validation PSNR every N steps, best checkpoint kept. Weights are safetensors (no pickles)."""
+validation PSNR every N steps, best checkpoint kept. Weights are safetensors (no pickles).
+One process, or N ranks under torchrun with DistributedDataParallel (see distributed.py): every step
+consumes batch_size samples per rank; rank 0 validates, logs and writes checkpoints."""
 from __future__ import annotations
 
 import csv
 import json
 import math
+import os
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -14,10 +17,12 @@ import yaml
 from safetensors.torch import load_file, save_file
 from tqdm import tqdm
 
-from ..data.clips import list_clips
+from ..data.clips import list_clips, set_frame_cache_mb
 from .pairs import PairDataset, PairSpec, fixed_batch
 from .tile_metrics import pooled_psnr
 from ..model import SMCVAE, SMCVAEConfig, save_model, smcvae_loss
+from ..model.io import config_path
+from . import distributed as D
 
 DEFAULTS = {
     'train_dir': '../shared/data/train', 'val_dir': '../shared/data/val', 'out_dir': 'runs/smcvae',
@@ -25,6 +30,7 @@ DEFAULTS = {
     'val_every': 500, 'val_samples': 256, 'ckpt_every': 250, 'seed': 0, 'workers': 1,
     'device': 'auto', 'time_limit_min': 0.0, 'threads': 0, 'holdout_clips': [], 'init_from': '',
     'model': {}, 'data': {},
+    'frame_cache_mb': 1024,     # decoded-frame LRU per process (data/clips.py)
 }
 
 
@@ -83,26 +89,43 @@ def lr_at(step: int, cfg: dict) -> float:
     return cfg['lr'] * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
-def save_checkpoint(path: Path, model: SMCVAE, opt: torch.optim.Optimizer, step: int, best: float) -> None:
-    """Model + AdamW moments as safetensors, counters as JSON; atomic replace."""
-    tensors = {f'model.{k}': v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    meta = {'step': step, 'best': best, 'opt_steps': {}}
-    for i, p in enumerate(p for g in opt.param_groups for p in g['params']):
-        st = opt.state.get(p)
-        if st:
-            tensors[f'opt.{i}.exp_avg'] = st['exp_avg'].cpu().contiguous()
-            tensors[f'opt.{i}.exp_avg_sq'] = st['exp_avg_sq'].cpu().contiguous()
-            meta['opt_steps'][i] = float(st['step'])
+def _save_tensors(tensors: dict, path: Path) -> None:
     tmp = path.with_suffix('.tmp')
     save_file(tensors, str(tmp))
     tmp.replace(path)
-    path.with_suffix('.json').write_text(json.dumps(meta))
+
+
+def optimizer_path(ckpt: Path) -> Path:
+    return ckpt.with_name(ckpt.stem + '.optim.safetensors')
+
+
+def save_checkpoint(path: Path, model: SMCVAE, opt: torch.optim.Optimizer, step: int, best: float) -> None:
+    """A checkpoint set: PATH (model weights, loadable like any model file: restore, eval, the node),
+    PATH.json (model config + step counters), PATH.optim.safetensors (AdamW moments). Each file is
+    replaced atomically; the JSON is written last."""
+    moments, opt_steps = {}, {}
+    for i, p in enumerate(p for g in opt.param_groups for p in g['params']):
+        st = opt.state.get(p)
+        if st:
+            moments[f'opt.{i}.exp_avg'] = st['exp_avg'].cpu().contiguous()
+            moments[f'opt.{i}.exp_avg_sq'] = st['exp_avg_sq'].cpu().contiguous()
+            opt_steps[i] = float(st['step'])
+    _save_tensors(moments, optimizer_path(path))
+    _save_tensors({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, path)
+    meta = {'step': step, 'best': best, 'opt_steps': opt_steps}
+    config_path(path).write_text(json.dumps({'model': model.cfg.to_dict(), 'meta': {'step': step}, **meta}))
 
 
 def load_checkpoint(path: Path, model: SMCVAE, opt: torch.optim.Optimizer) -> tuple[int, float]:
+    """Restore model and AdamW state (any world size: every rank holds the same state). Also reads the
+    earlier single-file layout (model.* and opt.* tensors in PATH)."""
     tensors = load_file(str(path))
-    meta = json.loads(path.with_suffix('.json').read_text())
-    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith('model.')})
+    meta = json.loads(config_path(path).read_text())
+    if any(k.startswith('opt.') for k in tensors):  # earlier layout
+        model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith('model.')})
+    else:
+        model.load_state_dict(tensors)
+        tensors = load_file(str(optimizer_path(path))) if meta['opt_steps'] else {}
     dev = next(model.parameters()).device
     for i, p in enumerate(p for g in opt.param_groups for p in g['params']):
         if str(i) in meta['opt_steps']:
@@ -127,14 +150,17 @@ def validate(model: SMCVAE, val: tuple[torch.Tensor, ...], device: torch.device)
 
 
 def train(cfg: dict) -> Path:
-    auto = 'cuda' if torch.cuda.is_available() else 'cpu'
-    device = torch.device(auto if cfg['device'] == 'auto' else cfg['device'])
+    """Train (one process, or one rank under torchrun); returns the best checkpoint's path."""
+    d = D.setup(cfg['device'])
+    device = d.device
     if cfg['threads']:
         torch.set_num_threads(int(cfg['threads']))
+    set_frame_cache_mb(cfg['frame_cache_mb'])
     torch.manual_seed(cfg['seed'])
     out = Path(cfg['out_dir'])
     out.mkdir(parents=True, exist_ok=True)
-    (out / 'config.yaml').write_text(yaml.safe_dump(cfg))
+    if d.is_main:
+        (out / 'config.yaml').write_text(yaml.safe_dump(cfg))
     mcfg = SMCVAEConfig.from_dict(cfg['model'])
     spec = pair_spec(mcfg, cfg['data'])
     model = SMCVAE(mcfg)
@@ -147,37 +173,48 @@ def train(cfg: dict) -> Path:
     ckpt = out / 'last.safetensors'
     if ckpt.exists():
         step, best = load_checkpoint(ckpt, model, opt)
-        print(f'resumed from {ckpt} at step {step} (best val PSNR {best:.2f} dB)')
-    val_spec = PairSpec(**{**asdict(spec), 'flip': False, 'gap_power': 0.0})
-    val = fixed_batch(list_clips(cfg['val_dir']), val_spec, cfg['val_samples'], seed=1234, pattern='mixed')
-    train_clips = [c for c in list_clips(cfg['train_dir']) if c.name not in set(cfg['holdout_clips'])]
-    print(f"training on {len(train_clips)} clip(s): {', '.join(c.name for c in train_clips)}")
-    loader = torch.utils.data.DataLoader(PairDataset(train_clips, spec, seed=cfg['seed'] + step),
+        if d.is_main:
+            print(f'resumed from {ckpt} at step {step} (best val PSNR {best:.2f} dB)')
+    D.check_same('the resumed step', step, d)
+    ddp = D.wrap(model, d)          # forward/backward through DDP; `model` is the same parameters
+    if d.is_main:
+        val_spec = PairSpec(**{**asdict(spec), 'flip': False, 'gap_power': 0.0})
+        val = fixed_batch(list_clips(cfg['val_dir']), val_spec, cfg['val_samples'], seed=1234, pattern='mixed')
+    all_clips = [c for c in list_clips(cfg['train_dir']) if c.name not in set(cfg['holdout_clips'])]
+    train_clips = D.shard(all_clips, d)
+    if d.is_main:
+        print(f"training on {len(all_clips)} clip(s): {', '.join(c.name for c in all_clips)}")
+    loader = torch.utils.data.DataLoader(PairDataset(train_clips, spec, seed=D.rank_seed(cfg['seed'] + step, d)),
                                          batch_size=cfg['batch_size'], num_workers=cfg['workers'],
                                          persistent_workers=cfg['workers'] > 0)
     use_amp = device.type == 'cuda'
     scaler = torch.amp.GradScaler('cuda', enabled=use_amp)
-    log_path = out / 'metrics.csv'
-    new_log = not log_path.exists()
-    log = open(log_path, 'a', newline='')
-    writer = csv.writer(log)
-    if new_log:
-        writer.writerow(['step', 'time_s', 'lr', 'loss', 'rec', 'kl', 'val_psnr', 'val_flow_psnr', 'val_telea_psnr',
-                         'val_blend_psnr'])
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-        tb = SummaryWriter(str(out / 'tb'))
-    except ImportError:  # tensorboard is optional at run time
-        tb = None
+    log = writer = tb = None
+    if d.is_main:
+        log_path = out / 'metrics.csv'
+        new_log = not log_path.exists()
+        log = open(log_path, 'a', newline='')
+        writer = csv.writer(log)
+        if new_log:
+            writer.writerow(['step', 'time_s', 'lr', 'loss', 'rec', 'kl', 'val_psnr', 'val_flow_psnr',
+                             'val_telea_psnr', 'val_blend_psnr'])
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            tb = SummaryWriter(str(out / 'tb'))
+        except ImportError:  # tensorboard is optional at run time
+            tb = None
+        if d.enabled:
+            print(f'{d.world_size} ranks ({d.backend}), effective batch {cfg["batch_size"] * d.world_size}, '
+                  f'{len(train_clips)} of {len(all_clips)} train clips on rank 0')
     t0, deadline = time.time(), time.time() + 60 * cfg['time_limit_min'] if cfg['time_limit_min'] else math.inf
-    bar = tqdm(total=cfg['steps'], initial=step, desc='train', dynamic_ncols=True)
+    bar = tqdm(total=cfg['steps'], initial=step, desc='train', dynamic_ncols=True, disable=not d.is_main)
     it = iter(loader)
-    while step < cfg['steps'] and time.time() < deadline:
+    while step < cfg['steps'] and not (deadline < math.inf and D.any_rank(time.time() >= deadline, d)):
         ref, dmg, tgt, mask = (t.to(device, non_blocking=True) for t in next(it))
         for g in opt.param_groups:
             g['lr'] = lr_at(step, cfg)
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
-            outd = model(ref, dmg, mask)
+            outd = ddp(ref, dmg, mask)
             loss, parts = smcvae_loss(outd, tgt, dmg, mcfg.patch_size, mcfg.beta)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
@@ -187,6 +224,8 @@ def train(cfg: dict) -> Path:
         scaler.update()
         step += 1
         bar.update(1)
+        if not d.is_main:
+            continue
         bar.set_postfix(loss=f'{loss.item():.4f}')
         vp, vb = '', {}
         if step % cfg['val_every'] == 0 or step == cfg['steps']:
@@ -207,15 +246,26 @@ def train(cfg: dict) -> Path:
                     tb.add_scalar('val/masked_psnr', vp, step)
         if step % cfg['ckpt_every'] == 0:
             save_checkpoint(ckpt, model, opt, step, best)
-    save_checkpoint(ckpt, model, opt, step, best)
-    if not (out / 'best.safetensors').exists():
-        save_model(model, out / 'best.safetensors', {'step': step})
-    log.close()
+    if d.is_main:
+        save_checkpoint(ckpt, model, opt, step, best)
+        if not (out / 'best.safetensors').exists():
+            save_model(model, out / 'best.safetensors', {'step': step})
+        log.close()
+    D.barrier(d)
+    D.cleanup(d)
     return out / 'best.safetensors'
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser('train', help='train SMCVAE on clip folders (resumes from OUT_DIR/last.safetensors)')
+    p = sub.add_parser('train', help='train SMCVAE on clips, videos or bags; torchrun for several processes '
+                       '(resumes from OUT_DIR/last.safetensors)')
     p.add_argument('--config', help='YAML training config (see config/train.yaml)')
     p.add_argument('overrides', nargs='*', help='key=value overrides, e.g. steps=1000 model.enc_depth=2')
-    p.set_defaults(func=lambda a: print(train(load_config(a.config, a.overrides))))
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    best = train(load_config(args.config, args.overrides))
+    if os.environ.get('RANK', '0') == '0':
+        print(best)
+    return 0
