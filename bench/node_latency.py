@@ -69,10 +69,10 @@ def stats(ms) -> str:
     return f'{np.median(ms):7.1f} {np.percentile(ms, 90):7.1f}'
 
 
-def stage_breakdown(cases, model: Path, backend: str, flow_scale: float) -> dict[str, list[float]]:
+def stage_breakdown(cases, model: Path, backend: str, flow_scale: float, precision: str) -> dict[str, list[float]]:
     """ms per stage for each (reference, damaged, failed) case, through the node's own code."""
     from sensor_msgs.msg import Image
-    be, _ = create_backend(backend, model, 'cpu')
+    be, _ = create_backend(backend, model, 'cpu', precision=precision)
     restorer = Restorer(be, RestorationSettings(max_reference_age_s=np.inf, flow_scale=flow_scale))
     out = {k: [] for k in ('decode', 'align', 'tile', 'infer', 'merge', 'publish', 'total', 'tiles')}
     for reference, damaged, failed in cases:
@@ -104,6 +104,7 @@ def main() -> int:
     ap.add_argument('--ratio', type=float, default=0.1)
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--flow-scale', type=float, default=1.0, help='the node parameter flow_scale')
+    ap.add_argument('--precision', default='fp32', choices=('fp32', 'int8'), help='the node parameter precision (CPU)')
     args = ap.parse_args()
     if args.relay:
         relay_main()
@@ -116,7 +117,7 @@ def main() -> int:
     relay = subprocess.Popen([sys.executable, __file__, '--relay'])
     node = NodeProcess('bench_restore_node', {'model_path': str(model), 'backend': args.backend, 'device': 'cpu',
                                               'image_topics': [NODE_IN], 'diagnostics_period_s': 0.1,
-                                              'flow_scale': args.flow_scale})
+                                              'flow_scale': args.flow_scale, 'precision': args.precision})
     client = Client('bench_client')
     try:
         client.received[RELAY_OUT] = []
@@ -180,7 +181,7 @@ def main() -> int:
             relay.wait(10)
         except subprocess.TimeoutExpired:
             relay.kill()
-    stages = stage_breakdown(cases, model, args.backend, args.flow_scale)
+    stages = stage_breakdown(cases, model, args.backend, args.flow_scale, args.precision)
     print(f'\nframes: {source}; model {model.name}; backend {backend}; flow_scale {args.flow_scale}')
     print(f'{"measurement":<52} {"median":>7} {"p90":>7}  (ms, publish -> output received)')
     print(f'{"bare rclpy relay, pass-through":<52} {stats(relay_ms)}')
