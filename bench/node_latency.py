@@ -69,11 +69,12 @@ def stats(ms) -> str:
     return f'{np.median(ms):7.1f} {np.percentile(ms, 90):7.1f}'
 
 
-def stage_breakdown(cases, model: Path, backend: str, flow_scale: float, precision: str) -> dict[str, list[float]]:
+def stage_breakdown(cases, model: Path, args) -> dict[str, list[float]]:
     """ms per stage for each (reference, damaged, failed) case, through the node's own code."""
     from sensor_msgs.msg import Image
-    be, _ = create_backend(backend, model, 'cpu', precision=precision)
-    restorer = Restorer(be, RestorationSettings(max_reference_age_s=np.inf, flow_scale=flow_scale))
+    be, _ = create_backend(args.backend, model, 'cpu', precision=args.precision)
+    restorer = Restorer(be, RestorationSettings(max_reference_age_s=np.inf, flow_scale=args.flow_scale,
+                                                tile_overlap=args.tile_overlap))
     out = {k: [] for k in ('decode', 'align', 'tile', 'infer', 'merge', 'publish', 'total', 'tiles')}
     for reference, damaged, failed in cases:
         restorer.reset()
@@ -105,6 +106,7 @@ def main() -> int:
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--flow-scale', type=float, default=1.0, help='the node parameter flow_scale')
     ap.add_argument('--precision', default='fp32', choices=('fp32', 'int8'), help='the node parameter precision (CPU)')
+    ap.add_argument('--tile-overlap', type=int, default=8, help='the node parameter tile_overlap')
     args = ap.parse_args()
     if args.relay:
         relay_main()
@@ -117,7 +119,8 @@ def main() -> int:
     relay = subprocess.Popen([sys.executable, __file__, '--relay'])
     node = NodeProcess('bench_restore_node', {'model_path': str(model), 'backend': args.backend, 'device': 'cpu',
                                               'image_topics': [NODE_IN], 'diagnostics_period_s': 0.1,
-                                              'flow_scale': args.flow_scale, 'precision': args.precision})
+                                              'flow_scale': args.flow_scale, 'precision': args.precision,
+                                              'tile_overlap': args.tile_overlap})
     client = Client('bench_client')
     try:
         client.received[RELAY_OUT] = []
@@ -181,8 +184,9 @@ def main() -> int:
             relay.wait(10)
         except subprocess.TimeoutExpired:
             relay.kill()
-    stages = stage_breakdown(cases, model, args.backend, args.flow_scale, args.precision)
-    print(f'\nframes: {source}; model {model.name}; backend {backend}; flow_scale {args.flow_scale}')
+    stages = stage_breakdown(cases, model, args)
+    print(f'\nframes: {source}; model {model.name}; backend {backend}; flow_scale {args.flow_scale}; '
+          f'tile_overlap {args.tile_overlap}; precision {args.precision}')
     print(f'{"measurement":<52} {"median":>7} {"p90":>7}  (ms, publish -> output received)')
     print(f'{"bare rclpy relay, pass-through":<52} {stats(relay_ms)}')
     print(f'{"restore_node, healthy pass-through":<52} {stats(pass_ms)}')
