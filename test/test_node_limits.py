@@ -10,7 +10,7 @@ import pytest
 from ros_helpers import clear, damage, next_stamp, send, settled_status
 
 from smcvae_ros.cli.harness import image_msg
-from smcvae_ros.ros.health import FAILED_ROIS_KEY, MAX_ROIS
+from smcvae_ros.ros.health import FAILED_ROIS_KEY, MAX_ROIS, MAX_ROIS_CHARS
 from smcvae_ros.ros.topics import output_topic
 
 pytestmark = pytest.mark.timeout(300)
@@ -194,7 +194,7 @@ def test_encoding_flood_is_bounded(ros, frames):
 def test_health_status_limits_parse_nothing_above_them(ros):
     """A failed_rois string over the character limit is refused without parsing, per status."""
     node, client = ros
-    st = client.send_health(CAM_B, CAM_B, rois_text='1,1,8,8;' * 2000)
+    st = client.send_health(CAM_B, CAM_B, rois_text='1,1,8,8;' * (MAX_ROIS_CHARS // 8 + 1))
     assert st['failure'] == 'invalid' and 'characters' in st['failure_error']
     st = client.send_health(CAM_B, CAM_B, rois_text=';'.join(['1,1,8,8'] * (MAX_ROIS + 1)))
     assert st['failure'] == 'invalid' and 'rectangles' in st['failure_error']

@@ -24,7 +24,7 @@ from ..evaluation.metrics import region_scores
 from ..restoration import FrameStatus, RestorationSettings, Restorer
 from ..restoration.frames import to_rgb
 from ..ros.handler import Frame, FrameHandler
-from ..ros.health import Failure, failure_from_status, format_rois, parse_rois
+from ..ros.health import Failure, MalformedStatus, failure_from_status, format_rois, parse_rois
 from ..ros.messages import MalformedMessage
 from ..ros.topics import CameraIds
 from .inject import FailureSchedule
@@ -127,7 +127,10 @@ def _process(cam: _Camera, handler: FrameHandler, msg, t: int, cfg: EvalConfig, 
         failure = cam.recorded
     else:
         rois = cam.schedule.next(h, w) if h > 0 and w > 0 else []
-        failure = Failure(parse_rois(format_rois(rois)))  # the rectangles exactly as the node parses them
+        try:
+            failure = Failure(parse_rois(format_rois(rois)))  # the rectangles exactly as the node parses them
+        except MalformedStatus as e:                          # beyond the health limits: as the node, flagged
+            failure = Failure(error=str(e))
     stamp = stamp_ns(msg.header)
     t0 = time.perf_counter()
     out = handler.handle([Frame(cam.topic, msg, failure, t * 1e-9)])[0]
