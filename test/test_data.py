@@ -87,6 +87,18 @@ def test_flow_alignment_recovers_shift():
     assert np.abs(cues.fill.astype(int) - cur)[failed].mean() < np.abs(cur.astype(int) - 0)[failed].mean()
 
 
+def test_flow_does_not_depend_on_earlier_calls():
+    """A frame smaller than DIS's patch pyramid must not change the flow of later frames."""
+    from smcvae_ros.restoration.align import estimate_flow
+    world = textured(160, 220)
+    ref, cur = world[:, 0:200].copy(), world[:, 6:206].copy()
+    failed = np.zeros((160, 200), bool)
+    failed[60:100, 80:120] = True
+    before = estimate_flow(ref, cur, failed)
+    estimate_flow(ref[:16, :24], cur[:16, :24], failed[:16, :24])
+    np.testing.assert_array_equal(estimate_flow(ref, cur, failed), before)
+
+
 def test_telea_fill_by_hole_groups_equals_whole_frame_inpaint():
     world = textured(120, 180)
     failed = np.zeros((120, 180), bool)
