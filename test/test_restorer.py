@@ -130,7 +130,7 @@ def test_tiles_cover_every_failed_pixel_once_by_cell_and_blend_without_seams():
     h, w = 93, 241
     img = np.zeros((h, w, 3), np.uint8)
     failed = rois_to_mask([(31, 17, 45, 23), (199, 0, 42, 93)], h, w)
-    tiles = plan_tiles(Cues(img, img, np.zeros((h, w, 2), np.float32)), failed, 32, 8, 8)
+    tiles = plan_tiles(Cues(img, img), failed, 32, 8, 8)
     cover = np.zeros((h, w), int)
     for y, x in tiles.origins:
         cover[y:y + 32, x:x + 32] += 1

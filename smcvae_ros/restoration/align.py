@@ -22,7 +22,6 @@ INPAINT_RADIUS = 3
 class Cues:
     fill: np.ndarray       # (H,W,3) uint8: damaged frame, holes Telea-inpainted
     warped: np.ndarray     # (H,W,3) uint8: reference warped onto the damaged frame
-    flow: np.ndarray       # (H,W,2) float32: damaged -> reference displacement
 
 
 def _dis() -> cv2.DISOpticalFlow:
@@ -107,6 +106,5 @@ def prepare_cues(ref: np.ndarray, damaged: np.ndarray, failed: np.ndarray, flow_
     fill: `telea_fill(damaged, failed)` when the caller has it already."""
     fill = telea_fill(damaged, failed) if fill is None else fill
     if not failed.any():
-        return Cues(fill, ref, np.zeros(failed.shape + (2,), np.float32))
-    flow = estimate_flow(ref, fill, failed, flow_scale)
-    return Cues(fill, warp(ref, flow), flow)
+        return Cues(fill, ref)
+    return Cues(fill, warp(ref, estimate_flow(ref, fill, failed, flow_scale)))

@@ -35,7 +35,7 @@ def tile_starts(length: int, size: int, stride: int) -> np.ndarray:
     return np.array(starts)
 
 
-def cell_bounds(starts: np.ndarray, size: int, length: int) -> np.ndarray:
+def cell_bounds(starts: np.ndarray, size: int) -> np.ndarray:
     """Start of each tile's cell: the midpoint between neighbouring tile centres (first cell at 0)."""
     centres = starts + size / 2
     return np.concatenate([[0], np.ceil((centres[:-1] + centres[1:]) / 2).astype(int)])
@@ -58,7 +58,7 @@ def plan_tiles(cues: Cues, failed: np.ndarray, size: int, patch: int, overlap: i
     warped, fill, fail = (_pad(a, size) for a in (cues.warped, cues.fill, failed))
     ph, pw = fail.shape
     ys, xs = tile_starts(ph, size, size - overlap), tile_starts(pw, size, size - overlap)
-    cy, cx = cell_bounds(ys, size, ph), cell_bounds(xs, size, pw)
+    cy, cx = cell_bounds(ys, size), cell_bounds(xs, size)
     busy = np.logical_or.reduceat(np.logical_or.reduceat(fail, cy, axis=0), cx, axis=1)
     origins = [(int(ys[i]), int(xs[j])) for i, j in zip(*np.nonzero(busy))]
     crop = lambda a: np.stack([a[y:y + size, x:x + size] for y, x in origins])  # noqa: E731
