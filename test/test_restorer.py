@@ -124,7 +124,7 @@ def test_off_grid_rois_on_odd_frames_write_exactly_the_failed_pixels(backend, en
     assert changed[failed].mean() > 0.5
 
 
-def test_tiles_cover_every_failed_pixel_once_by_cell_and_blend_without_seams():
+def test_tiles_cover_every_failed_pixel_and_blend_without_seams():
     from smcvae_ros.restoration.align import Cues
     from smcvae_ros.restoration.tiles import blend_tiles, plan_tiles
     h, w = 93, 241
@@ -141,10 +141,35 @@ def test_tiles_cover_every_failed_pixel_once_by_cell_and_blend_without_seams():
     np.testing.assert_array_equal(tiles.damaged[:, 3] > 0, crops)
     # neighbouring tiles with different outputs: the blend ramps across the 8-px overlap, no step
     out = np.stack([np.full((3, 32, 32), k % 2, np.float32) for k in range(len(tiles.origins))])
-    rgb, _ = blend_tiles(tiles, out)
+    ys, xs = np.mgrid[tiles.box]
+    rgb, _ = blend_tiles(tiles, out, ys.ravel(), xs.ravel())
+    rgb = rgb.reshape(ys.shape + (3,))
     inside = cover[tiles.box] > 0
     steps = np.abs(np.diff(rgb[..., 0].astype(int), axis=1))[inside[:, 1:] & inside[:, :-1]]
     assert 0 < steps.max() <= 255 // 8 + 1
+
+
+def test_tiles_follow_scattered_failures_with_context():
+    """Small failures off any grid get one centred tile each (not the 2-4 a fixed grid would
+    cut through them); every failed pixel is >= overlap/2 px inside a tile unless at a frame border."""
+    from smcvae_ros.restoration.masks import random_rois
+    from smcvae_ros.restoration.tiles import tile_origins
+    s, ov = 64, 8
+    rois = [(37 + 150 * k, 29 + 61 * (k % 3), 9 + 5 * k, 41 - 3 * k) for k in range(7)]   # odd, off-grid
+    failed = rois_to_mask(rois, 301, 1241)
+    assert len(tile_origins(failed, s, ov)) == len(rois)
+    rng = np.random.default_rng(3)
+    for h, w, ratio in ((376, 1241, 0.1), (720, 1280, 0.5), (64, 97, 0.3)):
+        failed = rois_to_mask(random_rois(rng, h, w, ratio), h, w)
+        ctx = np.full((h, w), -1)
+        for y, x in tile_origins(failed, s, ov):
+            assert 0 <= y <= h - s and 0 <= x <= w - s
+            yy, xx = np.mgrid[0:s, 0:s]
+            border = 99   # pixels at a frame border have no context to keep
+            d = np.minimum.reduce([yy + border * (y == 0), xx + border * (x == 0),
+                                   s - 1 - yy + border * (y == h - s), s - 1 - xx + border * (x == w - s)])
+            ctx[y:y + s, x:x + s] = np.maximum(ctx[y:y + s, x:x + s], d)
+        assert ctx[failed].min() >= ov // 2
 
 
 def test_tiny_frame_smaller_than_a_tile(backend):

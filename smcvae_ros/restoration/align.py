@@ -10,7 +10,10 @@ The same `prepare_cues` feeds training, evaluation, `restore`, the bag tools and
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import lru_cache
 
 import cv2
 import numpy as np
@@ -51,14 +54,25 @@ def hole_groups(failed: np.ndarray, radius: int) -> list[tuple[tuple[slice, slic
     return groups
 
 
+@lru_cache(maxsize=1)
+def _pool() -> ThreadPoolExecutor:
+    """Threads for independent OpenCV calls (OpenCV releases the GIL): one per core."""
+    return ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1)), thread_name_prefix='cues')
+
+
 def telea_fill(damaged: np.ndarray, failed: np.ndarray, radius: int = INPAINT_RADIUS) -> np.ndarray:
     """`damaged` with its holes inpainted by Telea's method. Each group of nearby holes is inpainted
-    in its own box: Telea reads no pixel farther than `radius` from a hole, so the result equals
-    `cv2.inpaint` on the whole frame while the cost follows the failed area."""
+    in its own box, the groups in parallel: Telea reads no pixel farther than `radius` from a hole,
+    so the result equals `cv2.inpaint` on the whole frame while the cost follows the failed area."""
     out = damaged.copy()
-    for box, holes in hole_groups(failed, radius):
-        filled = cv2.inpaint(np.ascontiguousarray(damaged[box]), holes.astype(np.uint8), radius, cv2.INPAINT_TELEA)
-        out[box][holes] = filled[holes]
+    groups = hole_groups(failed, radius)
+
+    def fill(group):
+        box, holes = group
+        return cv2.inpaint(np.ascontiguousarray(damaged[box]), holes.astype(np.uint8), radius, cv2.INPAINT_TELEA)
+    filled = _pool().map(fill, groups) if len(groups) > 1 else map(fill, groups)
+    for (box, holes), f in zip(groups, filled):
+        out[box][holes] = f[holes]
     return out
 
 
@@ -72,8 +86,9 @@ def smooth_flow_fill(flow: np.ndarray, holes: np.ndarray, factor: int = 4) -> np
     small_holes |= cv2.resize(holes.astype(np.uint8), (sw, sh), interpolation=cv2.INTER_AREA) > 0
     if small_holes.all():
         return np.zeros_like(flow)
-    filled = np.dstack([cv2.inpaint(np.ascontiguousarray(small[..., c]), small_holes.astype(np.uint8), 3,
-                                    cv2.INPAINT_TELEA) for c in range(2)])
+    fill = lambda c: cv2.inpaint(np.ascontiguousarray(small[..., c]), small_holes.astype(np.uint8), 3,  # noqa: E731
+                                 cv2.INPAINT_TELEA)
+    filled = np.dstack(list(_pool().map(fill, range(2))))
     big = cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
     return np.where(holes[..., None], big, flow).astype(np.float32)
 

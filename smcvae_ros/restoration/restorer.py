@@ -198,23 +198,22 @@ class Restorer:
         for job in jobs:
             t0 = time.perf_counter()
             n = len(job.tiles.origins)
-            rgb, unc = blend_tiles(job.tiles, out[i:i + n], None if var is None else var[i:i + n, 0])
+            ys, xs = np.nonzero(job.failed)
+            rgb, unc = blend_tiles(job.tiles, out[i:i + n], ys, xs, None if var is None else var[i:i + n, 0])
             i += n
-            self._merge(job, rgb, job.tiles.box)
+            self._merge(job, ys, xs, rgb)
             if unc is not None:
                 full = np.zeros(job.failed.shape, np.float32)
-                full[job.tiles.box] = np.where(job.failed[job.tiles.box], unc, 0.0)
+                full[ys, xs] = unc
                 job.result.uncertainty = full
             job.result.timings.update(infer=infer_ms, merge=1e3 * (time.perf_counter() - t0), tiles=n)
 
     @staticmethod
-    def _merge(job: _Job, restored_rgb: np.ndarray, box: tuple[slice, slice]) -> None:
-        """Copy the input and overwrite exactly the failed pixels (alpha kept); `restored_rgb`
-        covers `box` of the frame."""
+    def _merge(job: _Job, ys: np.ndarray, xs: np.ndarray, restored_rgb: np.ndarray) -> None:
+        """Copy the input and overwrite exactly the failed pixels (ys, xs) with `restored_rgb`
+        ((n,3) uint8; alpha kept)."""
         out = job.image.copy()
-        ys, xs = np.nonzero(job.failed[box])
-        vals = rgb_pixels_to(restored_rgb[ys, xs], job.encoding)
-        ys, xs = ys + box[0].start, xs + box[1].start
+        vals = rgb_pixels_to(restored_rgb, job.encoding)
         if ENCODINGS[job.encoding][0] == 4:
             out[ys, xs, :3] = vals
         else:

@@ -1,9 +1,10 @@
 """Model-size tiles cut straight from a frame's cues where failed pixels are, and their blend back.
 
-Tiles lie on a grid of stride S - overlap, the last one flush with the frame edge. Each pixel
-belongs to the *cell* of exactly one tile (the stride-wide band around the tile's centre, inside
-the tile), and a tile runs only if its cell holds a failed pixel, so every failed pixel is covered
-and the count grows with the failed area. Overlapping outputs are feather-blended (weights
+Failed pixels closer than `overlap` px to each other form one group; each group gets its own grid
+of *cells* (stride S - overlap, centred on the group's box) and a tile runs for each cell holding a
+failed pixel, the cell in the middle of the tile (overlap/2 px of context on each side, clamped at
+frame borders). A small group is one centred tile, whatever grid it would straddle, so the count
+follows the failed area, not where it falls. Overlapping outputs are feather-blended (weights
 ramping over `overlap` px from each tile edge). Frames smaller than a tile are padded (reflect)
 at their borders; nothing else is padded or copied whole.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from .align import Cues
@@ -27,18 +29,56 @@ class TileSet:
     overlap: int
 
 
-def tile_starts(length: int, size: int, stride: int) -> np.ndarray:
-    """Tile origins along one axis of `length` >= size: 0, stride, ..., the last flush with the end."""
-    starts = list(range(0, max(1, length - size + 1), stride))
-    if starts[-1] != length - size:
-        starts.append(length - size)
-    return np.array(starts)
+def failure_groups(failed: np.ndarray, gap: int) -> np.ndarray:
+    """(n,4) int boxes y0, x0, y1, x1 (exclusive end) around the groups of failed pixels closer
+    than ~`gap` px to each other (8-connected after a dilation by gap // 2; tight except where a
+    group is within gap // 2 of the frame border, where the box reaches the border)."""
+    m = gap // 2
+    f8 = failed.astype(np.uint8)
+    near = cv2.dilate(f8, np.ones((2 * m + 1, 2 * m + 1), np.uint8)) if m else f8
+    n, _, stats, _ = cv2.connectedComponentsWithStats(near, connectivity=8)
+    x, y, w, h = (stats[1:, i].astype(int) for i in range(4))
+    hh, ww = failed.shape
+    y0, x0 = np.where(y > 0, y + m, 0), np.where(x > 0, x + m, 0)
+    y1, x1 = np.where(y + h < hh, y + h - m, hh), np.where(x + w < ww, x + w - m, ww)
+    return np.stack([y0, x0, y1, x1], axis=1)
 
 
-def cell_bounds(starts: np.ndarray, size: int) -> np.ndarray:
-    """Start of each tile's cell: the midpoint between neighbouring tile centres (first cell at 0)."""
-    centres = starts + size / 2
-    return np.concatenate([[0], np.ceil((centres[:-1] + centres[1:]) / 2).astype(int)])
+def _cell_starts(lo: int, hi: int, stride: int) -> np.ndarray:
+    """Starts of the fewest stride-wide cells covering [lo, hi), the run centred on it."""
+    n = -(-(hi - lo) // stride)
+    return lo - (n * stride - (hi - lo)) // 2 + stride * np.arange(n)
+
+
+def _busy_cells(failed: np.ndarray, cy: np.ndarray, cx: np.ndarray, stride: int) -> np.ndarray:
+    """(len(cy), len(cx)) bool: which stride-wide cells (starts cy, cx, may begin < 0) hold a failed pixel."""
+    y0, x0 = max(0, int(cy[0])), max(0, int(cx[0]))
+    sub = failed[y0:int(cy[-1]) + stride, x0:int(cx[-1]) + stride]
+    return np.logical_or.reduceat(np.logical_or.reduceat(sub, np.maximum(cy - y0, 0), axis=0),
+                                  np.maximum(cx - x0, 0), axis=1)
+
+
+def _grid_origins(failed: np.ndarray, size: int, overlap: int, boxes) -> list[tuple[int, int]]:
+    """Origins of the tiles whose cells (of a grid centred on each box) hold a failed pixel."""
+    h, w = failed.shape
+    stride, m = size - overlap, overlap // 2
+    origins: dict[tuple[int, int], None] = {}
+    for y0, x0, y1, x1 in boxes:
+        cy, cx = _cell_starts(y0, y1, stride), _cell_starts(x0, x1, stride)
+        busy = _busy_cells(failed, cy, cx, stride) if len(cy) > 1 or len(cx) > 1 else [[True]]
+        for i, j in zip(*np.nonzero(busy)):
+            origins[(int(np.clip(cy[i] - m, 0, h - size)), int(np.clip(cx[j] - m, 0, w - size)))] = None
+    return list(origins)
+
+
+def tile_origins(failed: np.ndarray, size: int, overlap: int) -> list[tuple[int, int]]:
+    """(y0, x0) of the tiles covering every failed pixel of a (padded, >= size) frame, each failed
+    pixel in some tile's cell: the fewer tiles of one frame-wide grid and of one grid per failure
+    group (scattered small failures need far fewer tiles that way; dense ones, the frame grid)."""
+    h, w = failed.shape
+    per_group = _grid_origins(failed, size, overlap, failure_groups(failed, overlap).tolist())
+    frame = _grid_origins(failed, size, overlap, [(0, 0, h, w)])
+    return per_group if len(per_group) <= len(frame) else frame
 
 
 def _pad(a: np.ndarray, size: int) -> np.ndarray:
@@ -56,11 +96,7 @@ def plan_tiles(cues: Cues, failed: np.ndarray, size: int, patch: int, overlap: i
         raise ValueError(f'tile_overlap must be in [0, {size // 2}), got {overlap}')
     h, w = failed.shape
     warped, fill, fail = (_pad(a, size) for a in (cues.warped, cues.fill, failed))
-    ph, pw = fail.shape
-    ys, xs = tile_starts(ph, size, size - overlap), tile_starts(pw, size, size - overlap)
-    cy, cx = cell_bounds(ys, size), cell_bounds(xs, size)
-    busy = np.logical_or.reduceat(np.logical_or.reduceat(fail, cy, axis=0), cx, axis=1)
-    origins = [(int(ys[i]), int(xs[j])) for i, j in zip(*np.nonzero(busy))]
+    origins = tile_origins(fail, size, overlap)
     crop = lambda a: np.stack([a[y:y + size, x:x + size] for y, x in origins])  # noqa: E731
     ref = crop(warped).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
     f = crop(fail)
@@ -81,21 +117,23 @@ def feather(size: int, overlap: int) -> np.ndarray:
     return ramp[:, None] * ramp[None, :]
 
 
-def blend_tiles(tiles: TileSet, out: np.ndarray, var: np.ndarray | None = None):
-    """Backend outputs (n,3,S,S) in [0,1] (and variances (n,S,S)) -> uint8 RGB (and float32
-    variance) over `tiles.box`, overlapping tiles feather-blended."""
-    (ys, xs), s = tiles.box, tiles.size
-    bh, bw = ys.stop - ys.start, xs.stop - xs.start
+def blend_tiles(tiles: TileSet, out: np.ndarray, ys: np.ndarray, xs: np.ndarray, var: np.ndarray | None = None):
+    """Backend outputs (n,3,S,S) in [0,1] (and variances (n,S,S)), feather-blended where tiles
+    overlap, at frame pixels (ys, xs) inside the tiles -> (len(ys),3) uint8 RGB (and (len(ys),)
+    float32 variance). Only the requested pixels are normalized and converted."""
+    (by, bx), s = tiles.box, tiles.size
+    bh, bw = by.stop - by.start, bx.stop - bx.start
     wt = feather(s, tiles.overlap)
     acc = np.zeros((bh + s, bw + s, 3), np.float32)
     acc_v = np.zeros((bh + s, bw + s), np.float32) if var is not None else None
     wsum = np.zeros((bh + s, bw + s), np.float32)
     for k, (y, x) in enumerate(tiles.origins):
-        y, x = y - ys.start, x - xs.start
+        y, x = y - by.start, x - bx.start
         acc[y:y + s, x:x + s] += out[k].transpose(1, 2, 0) * wt[..., None]
         wsum[y:y + s, x:x + s] += wt
         if acc_v is not None:
             acc_v[y:y + s, x:x + s] += var[k] * wt
-    wsum = np.maximum(wsum[:bh, :bw], 1e-6)
-    rgb = np.clip(np.rint(acc[:bh, :bw] / wsum[..., None] * 255.0), 0, 255).astype(np.uint8)
-    return rgb, (acc_v[:bh, :bw] / wsum if acc_v is not None else None)
+    py, px = ys - by.start, xs - bx.start
+    w = np.maximum(wsum[py, px], 1e-6)
+    rgb = np.clip(np.rint(acc[py, px] / w[:, None] * 255.0), 0, 255).astype(np.uint8)
+    return rgb, (acc_v[py, px] / w if acc_v is not None else None)
