@@ -110,6 +110,19 @@ def test_telea_fill_by_hole_groups_equals_whole_frame_inpaint():
     np.testing.assert_array_equal(telea_fill(world, failed), whole)
 
 
+def test_telea_fill_works_in_a_forked_child():
+    """DataLoader workers are forked after the parent has used the cue thread pool: the child must
+    not wait forever on the parent's (thread-less) pool."""
+    import multiprocessing as mp
+    world = textured(120, 180)
+    failed = np.zeros((120, 180), bool)
+    failed[10:20, 10:20] = failed[60:70, 100:120] = True
+    expected = telea_fill(world, failed)                      # parent starts its pool
+    with mp.get_context('fork').Pool(1) as pool:
+        child = pool.apply_async(telea_fill, (world, failed)).get(timeout=60)
+    np.testing.assert_array_equal(child, expected)
+
+
 def test_list_clips_and_read(clip_dir):
     clips = list_clips(clip_dir)
     assert [c.name for c in clips] == ['a', 'b'] and len(clips[0]) == 6

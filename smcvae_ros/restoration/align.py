@@ -60,6 +60,10 @@ def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1)), thread_name_prefix='cues')
 
 
+# a forked child (DataLoader workers) inherits the pool object but not its threads: start afresh
+os.register_at_fork(after_in_child=_pool.cache_clear)
+
+
 def telea_fill(damaged: np.ndarray, failed: np.ndarray, radius: int = INPAINT_RADIUS) -> np.ndarray:
     """`damaged` with its holes inpainted by Telea's method. Each group of nearby holes is inpainted
     in its own box, the groups in parallel: Telea reads no pixel farther than `radius` from a hole,
@@ -78,7 +82,7 @@ def telea_fill(damaged: np.ndarray, failed: np.ndarray, radius: int = INPAINT_RA
 
 def smooth_flow_fill(flow: np.ndarray, holes: np.ndarray, factor: int = 4) -> np.ndarray:
     """Replace the flow inside `holes` by a smooth fill from around them (Telea per channel at
-    1/factor resolution, so large holes get a smooth field quickly)."""
+    1/factor resolution, so large holes get a smooth field quickly). Writes into `flow`."""
     h, w = holes.shape
     sh, sw = max(1, h // factor), max(1, w // factor)
     small = cv2.resize(flow, (sw, sh), interpolation=cv2.INTER_AREA)
@@ -90,7 +94,8 @@ def smooth_flow_fill(flow: np.ndarray, holes: np.ndarray, factor: int = 4) -> np
                                  cv2.INPAINT_TELEA)
     filled = np.dstack(list(_pool().map(fill, range(2))))
     big = cv2.resize(filled, (w, h), interpolation=cv2.INTER_LINEAR)
-    return np.where(holes[..., None], big, flow).astype(np.float32)
+    flow[holes] = big[holes]
+    return flow
 
 
 def estimate_flow(ref: np.ndarray, fill: np.ndarray, failed: np.ndarray, scale: float = 1.0) -> np.ndarray:
