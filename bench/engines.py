@@ -1,8 +1,9 @@
 """Benchmark every available inference backend; prints one table.
 
 Per backend: latency p50/p99 and throughput for batches of model-size tiles, a 1280x720 frame with
-~10% failed patches through the Restorer, peak memory (process RSS, CUDA max allocated), and the
-model's FLOPs per tile (torch.utils.flop_counter) so GPU numbers can be held against the card's peak.
+~10% failed pixels (`pixel_failure_mask` patterns, on no grid) through the Restorer, peak memory
+(process RSS, CUDA max allocated), and the model's FLOPs per tile (torch.utils.flop_counter) so GPU
+numbers can be held against the card's peak.
 Each backend runs in its own subprocess so peak memory is per backend.
 
     .venv/bin/python bench/engines.py [--model PATH] [--backends torch-cpu,onnxruntime-cpu] [--iters 50]
@@ -89,7 +90,7 @@ def timed(fn, iters: int, warmup: int, sync) -> np.ndarray:
 
 def frame_inputs(pattern: str, ratio: float, seed: int = 0):
     """(reference, damaged frame, failed pixel mask) at 1280x720: real val frames if present."""
-    from smcvae_ros.restoration.masks import make_mask, patch_mask_to_pixels
+    from smcvae_ros.restoration.masks import pixel_failure_mask
     clip = REPO.parent / 'shared' / 'data' / 'val' / 'udacity_lanelines_solidwhiteright'
     rng = np.random.default_rng(seed)
     if clip.is_dir():
@@ -101,8 +102,7 @@ def frame_inputs(pattern: str, ratio: float, seed: int = 0):
     else:
         ref = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
         cur = np.roll(ref, 2, axis=1)
-    grid = make_mask(rng, 720 // 8, 1280 // 8, ratio, pattern)
-    return ref, cur, patch_mask_to_pixels(grid, 8)
+    return ref, cur, pixel_failure_mask(rng, 720, 1280, ratio, pattern)
 
 
 def run_one(variant: str, model: Path, iters: int, warmup: int, batches: list[int], patterns: list[str],

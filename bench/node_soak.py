@@ -1,8 +1,9 @@
 """Soak: 4 cameras at 10 Hz into one restore_node for N seconds (1280x720 rgb8 by default).
 
-Two cameras have an active ~10% block failure the whole time (inference on every frame), two are
-healthy. Reports per camera: frames published / received / node in, out, dropped; the node's RSS and
-the end-to-end latency in the first and last 10 s (a growing queue would show in both).
+Two cameras have an active failure of ~10% of the frame (dead rectangles of 24-120 px anywhere) the
+whole time (inference on every frame), two are healthy. Reports per camera: frames published /
+received / node in, out, dropped; the node's RSS and the end-to-end latency in the first and last
+10 s (a growing queue would show in both).
 
     .venv/bin/python bench/node_soak.py [--seconds 60] [--model PATH] [--size 1280x720]
 """
@@ -16,11 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from smcvae_ros.cli.demo import BLOCKS
-from smcvae_ros.restoration.masks import blocks_mask
-from smcvae_ros.restoration.frames import grid_to_rois
-from smcvae_ros.engine.base import default_model_path, read_model_config
-from smcvae_ros.restoration.masks import patch_mask_to_pixels
+from smcvae_ros.restoration.frames import rois_to_mask
+from smcvae_ros.engine.base import default_model_path
+from smcvae_ros.restoration.masks import random_rois
 from smcvae_ros.cli.harness import Client, NodeProcess, image_msg, stamp_key
 from smcvae_ros.ros.env import ros_env
 from smcvae_ros.ros.topics import output_topic
@@ -47,12 +46,11 @@ def main() -> int:
     ros_env()
     w, h = (int(v) for v in args.size.split('x'))
     model = Path(args.model) if args.model else default_model_path()
-    patch = read_model_config(model)['patch_size']
     topics = [f'/soak{i}/image_raw' for i in range(args.cameras)]
     outs = [output_topic(t, 'image_restored') for t in topics]
     frames = generate_sequence(4, w, h, seed=3)
-    grid = blocks_mask(np.random.default_rng(0), -(-h // patch), -(-w // patch), 0.1, BLOCKS)
-    failed = patch_mask_to_pixels(grid, patch)[:h, :w]
+    rois = random_rois(np.random.default_rng(0), h, w, 0.1)
+    failed = rois_to_mask(rois, h, w)
     damaged = [np.where(failed[..., None], 0, f).astype(np.uint8) for f in frames]
     node = NodeProcess('soak_restore_node', {'model_path': str(model), 'backend': args.backend, 'device': 'cpu',
                                              'image_topics': topics, 'diagnostics_period_s': 0.5})
@@ -67,7 +65,7 @@ def main() -> int:
                                            and client.node.count_publishers(o) > 0 for t, o in zip(topics, outs)),
                                120, 0.1), f'node did not come up:\n{node.log()}'
         for t in topics[:args.damaged]:
-            client.send_health(t, t, rois=grid_to_rois(grid, patch, h, w))
+            client.send_health(t, t, rois=rois)
         for t in topics:                    # warm-up + healthy reference (not counted)
             client.send_frame(t, image_msg(frames[0], 'rgb8', 0.5, t))
         start, n = time.monotonic(), 0
@@ -94,7 +92,7 @@ def main() -> int:
         client.close()
         node.stop()
     print(f'\n{args.cameras} cameras x {args.rate:g} Hz x {args.seconds:g} s, {w}x{h} rgb8, {args.damaged} with '
-          f'{100 * failed.mean():.1f}% failed patches; backend {status[topics[0]].get("backend", "?")}')
+          f'{100 * failed.mean():.1f}% failed pixels; backend {status[topics[0]].get("backend", "?")}')
     print(f'{"camera":<18} {"sent":>5} {"received":>8} {"node_in":>7} {"node_out":>8} {"dropped":>7} '
           f'{"lat_first10s":>12} {"lat_last10s":>11}  (median ms)')
     for t, o in zip(topics, outs):

@@ -6,7 +6,8 @@ import pytest
 from smcvae_ros.data.clips import list_clips, read_rgb
 from smcvae_ros.training.pairs import PairSpec, fixed_batch, frame_tiles, pick_pair
 from smcvae_ros.restoration.align import prepare_cues, telea_fill
-from smcvae_ros.restoration.masks import PATTERNS, PIXEL_PATTERNS, make_mask, patch_mask_to_pixels, pixel_failure_mask
+from smcvae_ros.restoration.frames import rois_to_mask
+from smcvae_ros.restoration.masks import PIXEL_PATTERNS, pixel_failure_mask, random_rois
 
 
 def textured(h, w, seed=0):
@@ -27,30 +28,6 @@ def clip_dir(tmp_path):
     return tmp_path
 
 
-@pytest.mark.parametrize('pattern', PATTERNS + ('mixed',))
-@pytest.mark.parametrize('ratio', [0.1, 0.5, 0.9])
-def test_masks_ratio_and_reproducible(pattern, ratio):
-    a = make_mask(np.random.default_rng(3), 12, 16, ratio, pattern)
-    b = make_mask(np.random.default_rng(3), 12, 16, ratio, pattern)
-    assert a.shape == (12, 16) and a.dtype == bool and np.array_equal(a, b) and a.any()
-    if pattern == 'random':
-        assert a.sum() == round(ratio * 192)
-    if pattern in ('blocks', 'quadrant'):
-        assert abs(a.mean() - ratio) < 0.35
-
-
-def test_mask_unknown_pattern():
-    with pytest.raises(ValueError, match='unknown mask pattern'):
-        make_mask(np.random.default_rng(0), 4, 4, 0.5, 'zigzag')
-
-
-def test_patch_mask_to_pixels():
-    m = np.zeros((2, 3), bool)
-    m[1, 2] = True
-    px = patch_mask_to_pixels(m, 8)
-    assert px.shape == (16, 24) and px.sum() == 64 and px[8:, 16:].all()
-
-
 @pytest.mark.parametrize('pattern', PIXEL_PATTERNS + ('mixed',))
 @pytest.mark.parametrize('ratio', [0.1, 0.5, 0.9])
 def test_pixel_masks_ratio_off_grid_and_reproducible(pattern, ratio):
@@ -61,6 +38,20 @@ def test_pixel_masks_ratio_off_grid_and_reproducible(pattern, ratio):
         assert abs(a.mean() - ratio) < 0.2, a.mean()
     with pytest.raises(ValueError, match='unknown pixel mask pattern'):
         pixel_failure_mask(np.random.default_rng(0), 8, 8, 0.5, 'zigzag')
+
+
+def test_random_rois_cover_the_ratio_inside_the_frame():
+    """The demo's and benches' "~10 % dead blocks": rectangles of 24-120 px until the ratio is reached,
+    overshooting by at most one rectangle; rectangles larger than a tiny frame are clipped to it."""
+    rng = np.random.default_rng(0)
+    for h, w in ((720, 1280), (360, 640), (97, 63)):
+        rois = random_rois(rng, h, w, 0.1)
+        assert all(0 <= x and 0 <= y and x + rw <= w and y + rh <= h and rw >= min(24, w) and rh >= min(24, h)
+                   for x, y, rw, rh in rois)
+        assert 0.1 <= rois_to_mask(rois, h, w).mean() < 0.1 + 120 ** 2 / (h * w)
+    tiny = random_rois(rng, 20, 30, 0.5)
+    assert all(rh == 20 and 24 <= rw <= 30 and x + rw <= 30 for x, _, rw, rh in tiny)
+    assert rois_to_mask(tiny, 20, 30).mean() >= 0.5
 
 
 def test_random_cells_fall_on_no_fixed_grid():

@@ -7,11 +7,6 @@ import cv2
 import numpy as np
 import pytest
 
-from smcvae_ros.cli.demo import BLOCKS
-from smcvae_ros.restoration.masks import blocks_mask
-from smcvae_ros.restoration import rois_to_mask
-from smcvae_ros.restoration.frames import grid_to_rois
-from smcvae_ros.restoration.masks import make_mask, patch_mask_to_pixels
 from smcvae_ros.data.synthetic import generate_sequence
 from smcvae_ros.cli.harness import command
 
@@ -22,20 +17,6 @@ def test_generated_sequence_is_deterministic_and_moves():
     assert a[0].shape == (180, 320, 3) and a[0].dtype == np.uint8
     assert not np.array_equal(a[0], a[1]) and a[0].std() > 20          # ego-motion, textured scene
     assert not np.array_equal(a[0], generate_sequence(1, 320, 180, seed=2)[0])
-
-
-def test_grid_to_rois_round_trip(rng):
-    h, w, p = 45, 70, 8                                                    # grid overhangs the image
-    grid = make_mask(rng, -(-h // p), -(-w // p), 0.3, 'mixed')
-    rois = grid_to_rois(grid, p, h, w)
-    assert all(x >= 0 and y >= 0 and x + rw <= w and y + rh <= h for x, y, rw, rh in rois)
-    assert np.array_equal(rois_to_mask(rois, h, w), patch_mask_to_pixels(grid, p)[:h, :w])
-
-
-def test_demo_blocks_cover_the_ratio(rng):
-    grid = blocks_mask(rng, 90, 160, 0.1, BLOCKS)
-    assert 0.1 <= grid.mean() < 0.11
-    assert blocks_mask(rng, 3, 2, 0.5, (2, 6)).sum() >= 3          # blocks larger than the grid are clipped
 
 
 @pytest.mark.timeout(180)

@@ -1,8 +1,9 @@
-"""`smcvae demo`: run the real restore_node on a short sequence with injected patch failures.
+"""`smcvae demo`: run the real restore_node on a short sequence with injected camera failures.
 
 Starts restore_node (CPU, shipped model unless --model) as launch_ros would, publishes each frame with
-a camera-health DiagnosticArray naming its failed patches, records the node's output, and prints the
-end-to-end latency and the failed-region PSNR of the restoration and of copying the reference frame.
+a camera-health DiagnosticArray naming its failed regions (dead rectangles anywhere, `random_rois`),
+records the node's output, and prints the end-to-end latency and the failed-region PSNR of the
+restoration and of copying the reference frame.
 Writes out/demo/side_by_side.png (reference | damaged | restored | ground truth) and frames.csv.
 """
 from __future__ import annotations
@@ -14,13 +15,12 @@ import cv2
 import numpy as np
 
 from ..data.clips import SHARED_VAL, list_clips
-from ..engine.base import default_model_path, read_model_config
+from ..engine.base import default_model_path
 from ..evaluation.metrics import psnr
-from ..restoration.frames import grid_to_rois
-from ..restoration.masks import blocks_mask, patch_mask_to_pixels
+from ..restoration.frames import rois_to_mask
+from ..restoration.masks import random_rois
 
 TOPIC = '/demo_cam/image_raw'
-BLOCKS = (2, 6)   # dead regions of 2..6 patches a side
 
 
 def add_parser(sub):
@@ -33,7 +33,8 @@ def add_parser(sub):
     p.add_argument('--model', default='', help='model .safetensors (default: the shipped model)')
     p.add_argument('--backend', default='auto')
     p.add_argument('--device', default='cpu')
-    p.add_argument('--failure-ratio', type=float, default=0.1, help='fraction of patches failed in damaged frames')
+    p.add_argument('--failure-ratio', type=float, default=0.1, help='fraction of the frame failed in damaged frames '
+                   '(dead rectangles of 24-120 px anywhere)')
     p.add_argument('--healthy-every', type=int, default=5, help='every Nth frame is healthy (new reference)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', type=Path, default=Path('out/demo'))
@@ -75,7 +76,6 @@ def run(args) -> int:
     if not model.is_file():
         print(f'model not found: {model} (the shipped model; pass --model PATH)')
         return 2
-    patch = read_model_config(model)['patch_size']
     source, frames = load_sequence(args)
     if len(frames) < 2:
         print(f'need at least 2 frames, got {len(frames)} from {source}')
@@ -99,18 +99,17 @@ def run(args) -> int:
         print(f'{"frame":>5} {"state":>8} {"failed%":>7} {"latency_ms":>10} {"psnr_restored":>13} {"psnr_refcopy":>12}')
         reference, failing = None, False
         h, w = frames[0].shape[:2]
-        gh, gw = -(-h // patch), -(-w // patch)
         for i, truth in enumerate(frames):
             healthy = i % args.healthy_every == 0 or reference is None
             if healthy:
-                grid = np.zeros((gh, gw), bool)
+                rois = []
                 if failing:
                     client.send_health(TOPIC, TOPIC)
             else:
-                grid = blocks_mask(rng, gh, gw, args.failure_ratio, BLOCKS)
-                client.send_health(TOPIC, TOPIC, rois=grid_to_rois(grid, patch, h, w))
+                rois = random_rois(rng, h, w, args.failure_ratio)
+                client.send_health(TOPIC, TOPIC, rois=rois)
             failing = not healthy
-            failed = patch_mask_to_pixels(grid, patch)[:h, :w]
+            failed = rois_to_mask(rois, h, w)
             damaged = np.where(failed[..., None], 0, truth).astype(np.uint8)
             out, mask, latency = client.send_frame(TOPIC, image_msg(damaged, 'rgb8', 1.0 + 0.1 * i, 'demo_cam'))
             restored = image_msg_to_array(out)
