@@ -105,10 +105,13 @@ def test_telea_fill_works_in_a_forked_child():
     """DataLoader workers are forked after the parent has used the cue thread pool: the child must
     not wait forever on the parent's (thread-less) pool."""
     import multiprocessing as mp
+    import time
+    from smcvae_ros.restoration.align import _pool
     world = textured(120, 180)
     failed = np.zeros((120, 180), bool)
     failed[10:20, 10:20] = failed[60:70, 100:120] = True
-    expected = telea_fill(world, failed)                      # parent starts its pool
+    expected = telea_fill(world, failed)
+    list(_pool().map(time.sleep, [0.05] * _pool()._max_workers))   # every pool thread started, now idle
     with mp.get_context('fork').Pool(1) as pool:
         child = pool.apply_async(telea_fill, (world, failed)).get(timeout=60)
     np.testing.assert_array_equal(child, expected)
