@@ -1,12 +1,14 @@
 """Model-size tiles cut straight from a frame's cues where failed pixels are, and their blend back.
 
-Failed pixels closer than `overlap` px to each other form one group; each group gets its own grid
-of *cells* (stride S - overlap, centred on the group's box) and a tile runs for each cell holding a
-failed pixel, the cell in the middle of the tile (overlap/2 px of context on each side, clamped at
-frame borders). A small group is one centred tile, whatever grid it would straddle, so the count
-follows the failed area, not where it falls. Overlapping outputs are feather-blended (weights
-ramping over `overlap` px from each tile edge). Frames smaller than a tile are padded (reflect)
-at their borders; nothing else is padded or copied whole.
+Tiles are placed by *cells*: stride-wide squares (stride S - overlap) in the middle of their tile,
+so a failed pixel in a cell has >= overlap/2 px of context on each side (less only at a frame
+border). A tile runs for each cell holding a failed pixel, on whichever of two layouts needs fewer
+tiles: one grid over the whole frame, or one grid per group of failures (failed pixels closer than
+`overlap` px), centred on the group, so a small failure gets one centred tile instead of the 2-4
+a fixed grid would cut through it. The count follows the failed area, not where it falls.
+Overlapping outputs are feather-blended (weights ramping over `overlap` px from each tile edge).
+Frames smaller than a tile are padded (reflect) at their borders; nothing else is padded or copied
+whole.
 """
 from __future__ import annotations
 
