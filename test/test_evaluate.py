@@ -116,6 +116,15 @@ def test_eval_cli_end_to_end(tiny_model, clip_dir, tmp_path, capsys):
     assert 'SMCVAE' in summary and 'Telea inpaint' in summary and 'ratio 0.7' in summary
     assert 'SMCVAE - best baseline (dB)' in summary
     assert summary in capsys.readouterr().out
+    # the cross-clip table: values at the shared setting (0.5 / 3, from the gap sweep) and margins
+    assert cli.main(['eval-table', str(out)]) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1].split(' | ')
+    at = {r['method']: float(r['psnr_masked']) for r in read_rows(out / 'gap_sweep.csv') if r['gap'] == '3'}
+    assert row[0] == '| `a` (0.5 / 3)' and float(row[5].strip('*')) == round(at['smcvae'], 2)
+    assert float(row[6]) == pytest.approx(at['smcvae'] - max(at[m] for m in ('copy', 'telea', 'flow', 'blend')), abs=0.006)
+    assert row[9].endswith('/4 |')      # settings (0.3,3) (0.7,3) (0.5,1) (0.5,3)
+    with pytest.raises(SystemExit, match='not `smcvae eval` output'):
+        cli.main(['eval-table', str(tmp_path)])
     # same seed, fewer settings: the shared settings get the same pairs, masks and numbers
     rerun = args[:5] + ['--ratios', '0.3', '--gaps', '3'] + args[9:] + ['--examples', '0', '--out', str(tmp_path / 'b')]
     assert cli.main(rerun) == 0

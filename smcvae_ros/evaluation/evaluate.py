@@ -229,7 +229,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_table(args: argparse.Namespace) -> int:
+    from .report import results_markdown
+    dirs = [Path(d) for d in args.dirs]
+    missing = [str(d) for d in dirs if not (d / 'ratio_sweep.csv').is_file() or not (d / 'gap_sweep.csv').is_file()]
+    if missing:
+        raise SystemExit(f'error: not `smcvae eval` output folders (no ratio_sweep.csv/gap_sweep.csv): {missing}')
+    print(results_markdown(dirs), end='')
+    return 0
+
+
 def add_parser(sub) -> None:
+    t = sub.add_parser('eval-table', help='one markdown table (margins over the best baseline) from `smcvae eval` folders')
+    t.add_argument('dirs', nargs='+', help='output folders of `smcvae eval`')
+    t.set_defaults(func=run_table)
     p = sub.add_parser('eval', help='PSNR/SSIM of SMCVAE vs copy, Telea, flow-warp and blend baselines on clip folders')
     p.add_argument('--model', help='weights (.safetensors with its .json); default: the shipped model')
     p.add_argument('--clips', required=True, help='a clip folder or a folder of clip folders (<clip>/<frame>.jpg)')

@@ -2,6 +2,7 @@
 markdown tables."""
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 from .metrics import psnr
@@ -133,4 +134,41 @@ def summary_markdown(headline: dict[str, dict], ratio_table: list[dict], gap_tab
     lines += sweep_markdown(ratio_table, 'ratio')
     lines += ['', f'### Masked-region PSNR (dB) / SSIM vs frame gap (mask ratio {ratio})', '']
     lines += sweep_markdown(gap_table, 'gap')
+    return '\n'.join(lines) + '\n'
+
+
+def read_sweep(path: Path) -> list[dict]:
+    """A sweep CSV written by `smcvae eval` -> rows with numeric ratio, gap and metrics."""
+    with open(path, newline='') as f:
+        return [{**r, 'ratio': float(r['ratio']), 'gap': int(r['gap']), 'psnr_masked': float(r['psnr_masked'])}
+                for r in csv.DictReader(f)]
+
+
+def _span(m: dict) -> str:
+    """'min … max' of margins, the worst setting named when SMCVAE is not best there."""
+    worst = min(m, key=m.get)
+    lo = f'{m[worst]:+.2f}' + (f' ({worst})' if m[worst] < 0 else '')
+    return f'{lo} … {max(m.values()):+.2f}'
+
+
+def results_markdown(eval_dirs: list[Path]) -> str:
+    """One row per `smcvae eval` output folder: masked PSNR of every method at the setting the two
+    sweeps share (the ratio sweep's gap, the gap sweep's ratio), SMCVAE's margin over the best
+    baseline there, the range of margins over each sweep and how many distinct settings SMCVAE wins."""
+    lines = [_row(['eval', 'copy', 'Telea', 'flow', 'blend', 'SMCVAE', 'margin', 'margin over ratios',
+                   'margin over gaps', 'SMCVAE best']), _row(['---'] * 10)]
+    methods = BASELINE_NAMES + ('smcvae',)
+    for d in eval_dirs:
+        ratio_t, gap_t = read_sweep(d / 'ratio_sweep.csv'), read_sweep(d / 'gap_sweep.csv')
+        ratio, gap = gap_t[0]['ratio'], ratio_t[0]['gap']
+        at = {r['method']: r['psnr_masked'] for r in ratio_t + gap_t if (r['ratio'], r['gap']) == (ratio, gap)}
+        if set(at) != set(methods):
+            raise ValueError(f'{d}: neither sweep has ratio {ratio} / gap {gap} for every method')
+        mr, mg = margins(ratio_t, 'ratio'), margins(gap_t, 'gap')
+        settings = {(x, gap): v for x, v in mr.items()} | {(ratio, x): v for x, v in mg.items()}
+        best = max(at[m] for m in BASELINE_NAMES)
+        cells = [f'**{at[m]:.2f}**' if at[m] == max(at.values()) else f'{at[m]:.2f}' for m in methods]
+        lines.append(_row([f'`{d.name}` ({ratio} / {gap})'] + cells +
+                          [f'{at["smcvae"] - best:+.2f}', _span(mr), _span(mg),
+                           f'{sum(v > 0 for v in settings.values())}/{len(settings)}']))
     return '\n'.join(lines) + '\n'
