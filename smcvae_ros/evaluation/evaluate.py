@@ -240,7 +240,8 @@ def run_table(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    t = sub.add_parser('eval-table', help='one markdown table (margins over the best baseline) from `smcvae eval` folders')
+    t = sub.add_parser('eval-table',
+                       help='one markdown table (margins over the best baseline) from `smcvae eval` folders')
     t.add_argument('dirs', nargs='+', help='output folders of `smcvae eval`')
     t.set_defaults(func=run_table)
     p = sub.add_parser('eval', help='PSNR/SSIM of SMCVAE vs copy, Telea, flow-warp and blend baselines on clip folders')
