@@ -30,6 +30,7 @@ from smcvae_ros.evaluation.metrics import psnr
 from smcvae_ros.restoration import RestorationSettings, Restorer, rois_to_mask
 from smcvae_ros.restoration.align import prepare_cues
 from smcvae_ros.restoration.masks import random_rois
+from smcvae_ros.restoration.tiles import tile_origins
 from smcvae_ros.ros.env import ros_env
 from smcvae_ros.ros.messages import fill_image_msg, image_msg_to_array
 
@@ -75,7 +76,7 @@ def stage_breakdown(cases, model: Path, args) -> dict[str, list[float]]:
     be, _ = create_backend(args.backend, model, 'cpu', precision=args.precision)
     restorer = Restorer(be, RestorationSettings(max_reference_age_s=np.inf, flow_scale=args.flow_scale,
                                                 tile_overlap=args.tile_overlap))
-    out = {k: [] for k in ('decode', 'align', 'tile', 'infer', 'merge', 'publish', 'total', 'tiles')}
+    out = {k: [] for k in ('decode', 'align', 'tile', 'infer', 'merge', 'publish', 'total', 'tiles', 'grid_tiles')}
     for reference, damaged, failed in cases:
         restorer.reset()
         restorer.process('c', reference, 'rgb8', 0.0)
@@ -89,6 +90,7 @@ def stage_breakdown(cases, model: Path, args) -> dict[str, list[float]]:
         t3 = time.perf_counter()
         for k in ('align', 'tile', 'infer', 'merge', 'tiles'):
             out[k].append(res.timings[k])
+        out['grid_tiles'].append(len(tile_origins(failed, be.img_size, args.tile_overlap, layout='frame')))
         out['decode'].append(1e3 * (t1 - t0))
         out['publish'].append(1e3 * (t3 - t2))
         out['total'].append(1e3 * (t3 - t0))
@@ -195,7 +197,8 @@ def main() -> int:
     print(f'{"  of which inside restore_node":<52} {stats(inner_ms)}')
     print(f'{"cv2.inpaint Telea r=3, same frames and masks":<52} {stats(telea_ms)}')
     print(f'{"  ratio node round trip / Telea (median)":<52} {np.median(rest_ms) / np.median(telea_ms):7.2f}')
-    print(f'\nper-stage breakdown, same frames and masks, in-process ({np.median(stages["tiles"]):.0f} tiles median):')
+    print(f'\nper-stage breakdown, same frames and masks, in-process ({np.median(stages["tiles"]):.0f} tiles median; '
+          f'one frame-wide grid would need {np.median(stages["grid_tiles"]):.0f}):')
     for k in ('decode', 'align', 'tile', 'infer', 'merge', 'publish', 'total'):
         print(f'  {k:<50} {stats(stages[k])}')
     print(f'\nfailed-region PSNR (mean over {len(scores["smcvae"])} frames): '

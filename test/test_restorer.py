@@ -157,19 +157,23 @@ def test_tiles_follow_scattered_failures_with_context():
     s, ov = 64, 8
     rois = [(37 + 150 * k, 29 + 61 * (k % 3), 9 + 5 * k, 41 - 3 * k) for k in range(7)]   # odd, off-grid
     failed = rois_to_mask(rois, 301, 1241)
-    assert len(tile_origins(failed, s, ov)) == len(rois)
+    assert len(tile_origins(failed, s, ov)) == len(tile_origins(failed, s, ov, 'groups')) == len(rois)
+    assert len(tile_origins(failed, s, ov, 'frame')) > len(rois)     # a fixed grid cuts through them
     rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:s, 0:s]
+    border = 99   # pixels at a frame border have no context to keep
     for h, w, ratio in ((376, 1241, 0.1), (720, 1280, 0.5), (64, 97, 0.3)):
         failed = rois_to_mask(random_rois(rng, h, w, ratio), h, w)
-        ctx = np.full((h, w), -1)
-        for y, x in tile_origins(failed, s, ov):
-            assert 0 <= y <= h - s and 0 <= x <= w - s
-            yy, xx = np.mgrid[0:s, 0:s]
-            border = 99   # pixels at a frame border have no context to keep
-            d = np.minimum.reduce([yy + border * (y == 0), xx + border * (x == 0),
-                                   s - 1 - yy + border * (y == h - s), s - 1 - xx + border * (x == w - s)])
-            ctx[y:y + s, x:x + s] = np.maximum(ctx[y:y + s, x:x + s], d)
-        assert ctx[failed].min() >= ov // 2
+        layouts = {layout: tile_origins(failed, s, ov, layout) for layout in ('auto', 'frame', 'groups')}
+        assert len(layouts['auto']) == min(len(layouts['frame']), len(layouts['groups']))
+        for origins in layouts.values():
+            ctx = np.full((h, w), -1)
+            for y, x in origins:
+                assert 0 <= y <= h - s and 0 <= x <= w - s
+                d = np.minimum.reduce([yy + border * (y == 0), xx + border * (x == 0),
+                                       s - 1 - yy + border * (y == h - s), s - 1 - xx + border * (x == w - s)])
+                ctx[y:y + s, x:x + s] = np.maximum(ctx[y:y + s, x:x + s], d)
+            assert ctx[failed].min() >= ov // 2
 
 
 def test_tiny_frame_smaller_than_a_tile(backend):

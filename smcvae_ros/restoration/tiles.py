@@ -73,14 +73,16 @@ def _grid_origins(failed: np.ndarray, size: int, overlap: int, boxes) -> list[tu
     return list(origins)
 
 
-def tile_origins(failed: np.ndarray, size: int, overlap: int) -> list[tuple[int, int]]:
+def tile_origins(failed: np.ndarray, size: int, overlap: int, layout: str = 'auto') -> list[tuple[int, int]]:
     """(y0, x0) of the tiles covering every failed pixel of a (padded, >= size) frame, each failed
-    pixel in some tile's cell: the fewer tiles of one frame-wide grid and of one grid per failure
-    group (scattered small failures need far fewer tiles that way; dense ones, the frame grid)."""
+    pixel in some tile's cell. layout 'frame': one frame-wide grid; 'groups': one grid per failure
+    group (scattered small failures need far fewer tiles that way); 'auto': whichever is fewer."""
     h, w = failed.shape
+    frame = _grid_origins(failed, size, overlap, [(0, 0, h, w)]) if layout != 'groups' else None
+    if layout == 'frame':
+        return frame
     per_group = _grid_origins(failed, size, overlap, failure_groups(failed, overlap).tolist())
-    frame = _grid_origins(failed, size, overlap, [(0, 0, h, w)])
-    return per_group if len(per_group) <= len(frame) else frame
+    return per_group if frame is None or len(per_group) <= len(frame) else frame
 
 
 def _pad(a: np.ndarray, size: int) -> np.ndarray:
