@@ -3,8 +3,8 @@ import pytest
 
 from smcvae_ros.cli import build_parser, main
 
-COMMANDS = ['demo', 'train', 'eval', 'restore', 'ablate', 'export', 'build-engine', 'bag-make', 'bag-eval',
-            'bag-play', 'bag-record']
+COMMANDS = ['demo', 'train', 'eval-table', 'eval', 'restore', 'ablate', 'export', 'build-engine', 'bag-make',
+            'bag-eval', 'bag-play', 'bag-record']
 
 
 def test_help_lists_every_subcommand(capsys):
