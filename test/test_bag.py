@@ -1,6 +1,7 @@
 """Rosbag tools: bag-make, bag-eval (injection, output bag, report), bad input, bag-play/bag-record."""
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 from pathlib import Path
@@ -138,6 +139,12 @@ def test_bag_eval_outputs_and_contract(odd_bag, tiny_model, tmp_path):
     assert (out / 'psnr_over_time.png').is_file() and (out / 'psnr_vs_ratio.png').is_file()
     assert len(list((out / 'examples').glob('*.png'))) == 2
     assert len((out / 'frames.csv').read_text().splitlines()) == 1 + 16
+    with open(out / 'cameras.csv', newline='') as f:   # one line per ratio, camera and method
+        lines = {(r['mask_ratio'], r['method']): r for r in csv.DictReader(f)}
+    assert set(lines) == {(r, m) for r in ('0.2', '0.4') for m in ('smcvae', 'copy')}
+    assert float(lines[('0.2', 'smcvae')]['psnr_failed']) == pytest.approx(
+        report['sweep'][0]['cameras']['/cam_front/image_raw']['smcvae']['psnr_failed'], abs=1e-4)
+    assert lines[('0.2', 'smcvae')]['latency_ms_mean'] and not lines[('0.2', 'copy')]['latency_ms_mean']
     frames = {r['index']: r for r in report['frames']}
     assert frames[0]['status'] == 'healthy'
 

@@ -72,11 +72,11 @@ def write_reports(out_dir: Path, meta: dict, rows: list[dict], sweep: list[dict]
                     'latency_ms_p95'])
         for s in sweep:
             for cam, c in s['cameras'].items():
+                lat = c['latency_ms']
                 for k in METHODS:
-                    lat = c['latency_ms']
-                latency = [_fmt(lat['mean']), _fmt(lat['p95'])] if k == 'smcvae' else ['', '']
-                w.writerow([cam, s['mask_ratio'], k, c['frames'], c['restored'], c['passthrough'],
-                            *[_fmt(c[k][m]) for m in METRICS], *latency])
+                    latency = [_fmt(lat['mean']), _fmt(lat['p95'])] if k == 'smcvae' else ['', '']
+                    w.writerow([cam, s['mask_ratio'], k, c['frames'], c['restored'], c['passthrough'],
+                                *[_fmt(c[k][m]) for m in METRICS], *latency])
     return summary
 
 
