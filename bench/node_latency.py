@@ -30,6 +30,7 @@ from smcvae_ros.evaluation.metrics import psnr
 from smcvae_ros.restoration import RestorationSettings, Restorer, rois_to_mask
 from smcvae_ros.restoration.align import prepare_cues
 from smcvae_ros.restoration.masks import random_rois
+from smcvae_ros.restoration.restorer import at_scale
 from smcvae_ros.restoration.tiles import tile_origins
 from smcvae_ros.ros.env import ros_env
 from smcvae_ros.ros.messages import fill_image_msg, image_msg_to_array
@@ -75,6 +76,7 @@ def stage_breakdown(cases, model: Path, args) -> dict[str, list[float]]:
     from sensor_msgs.msg import Image
     be, _ = create_backend(args.backend, model, 'cpu', precision=args.precision)
     restorer = Restorer(be, RestorationSettings(max_reference_age_s=np.inf, flow_scale=args.flow_scale,
+                                                process_scale=args.process_scale,
                                                 tile_overlap=args.tile_overlap))
     out = {k: [] for k in ('decode', 'align', 'tile', 'infer', 'merge', 'publish', 'total', 'tiles', 'grid_tiles')}
     for reference, damaged, failed in cases:
@@ -90,7 +92,8 @@ def stage_breakdown(cases, model: Path, args) -> dict[str, list[float]]:
         t3 = time.perf_counter()
         for k in ('align', 'tile', 'infer', 'merge', 'tiles'):
             out[k].append(res.timings[k])
-        out['grid_tiles'].append(len(tile_origins(failed, be.img_size, args.tile_overlap, layout='frame')))
+        work_failed = at_scale(reference, damaged, failed, args.process_scale)[2]
+        out['grid_tiles'].append(len(tile_origins(work_failed, be.img_size, args.tile_overlap, layout='frame')))
         out['decode'].append(1e3 * (t1 - t0))
         out['publish'].append(1e3 * (t3 - t2))
         out['total'].append(1e3 * (t3 - t0))
@@ -107,6 +110,7 @@ def main() -> int:
     ap.add_argument('--ratio', type=float, default=0.1)
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--flow-scale', type=float, default=1.0, help='the node parameter flow_scale')
+    ap.add_argument('--process-scale', type=float, default=1.0, help='the node parameter process_scale')
     ap.add_argument('--precision', default='fp32', choices=('fp32', 'int8'), help='the node parameter precision (CPU)')
     ap.add_argument('--tile-overlap', type=int, default=8, help='the node parameter tile_overlap')
     args = ap.parse_args()
@@ -122,6 +126,7 @@ def main() -> int:
     node = NodeProcess('bench_restore_node', {'model_path': str(model), 'backend': args.backend, 'device': 'cpu',
                                               'image_topics': [NODE_IN], 'diagnostics_period_s': 0.1,
                                               'flow_scale': args.flow_scale, 'precision': args.precision,
+                                              'process_scale': args.process_scale,
                                               'tile_overlap': args.tile_overlap})
     client = Client('bench_client')
     try:
@@ -188,6 +193,7 @@ def main() -> int:
             relay.kill()
     stages = stage_breakdown(cases, model, args)
     print(f'\nframes: {source}; model {model.name}; backend {backend}; flow_scale {args.flow_scale}; '
+          f'process_scale {args.process_scale}; '
           f'tile_overlap {args.tile_overlap}; precision {args.precision}')
     print(f'{"measurement":<52} {"median":>7} {"p90":>7}  (ms, publish -> output received)')
     print(f'{"bare rclpy relay, pass-through":<52} {stats(relay_ms)}')

@@ -105,16 +105,18 @@ def test_batch_across_cameras_equals_single(backend):
     assert np.array_equal(ra.image, ba.image) and np.array_equal(rb.image, bb.image)
 
 
-@pytest.mark.parametrize('encoding', ['rgb8', 'bgr8', 'rgba8', 'mono8'])
-def test_off_grid_rois_on_odd_frames_write_exactly_the_failed_pixels(backend, encoding):
-    """ROIs with odd x, y, w, h on a 93 x 241 frame (width like KITTI's 1241): only their pixels change."""
+@pytest.mark.parametrize('encoding,scale', [('rgb8', 1.0), ('bgr8', 1.0), ('rgba8', 1.0), ('mono8', 1.0),
+                                            ('rgb8', 0.5), ('rgba8', 0.37)])
+def test_off_grid_rois_on_odd_frames_write_exactly_the_failed_pixels(backend, encoding, scale):
+    """ROIs with odd x, y, w, h on a 93 x 241 frame (width like KITTI's 1241): only their pixels change,
+    also when cues and model run on a downscaled frame (process_scale)."""
     rng = np.random.default_rng(4)
     shape = (93, 241) + ({'rgb8': (3,), 'bgr8': (3,), 'rgba8': (4,), 'mono8': ()}[encoding])
     world = rng.integers(0, 256, (93, 260) + shape[2:], dtype=np.uint8)
     f0, f1 = np.ascontiguousarray(world[:, :241]), np.ascontiguousarray(world[:, 3:244])
     rois = [(31, 17, 45, 23), (101, 51, 3, 1), (199, 0, 42, 93), (0, 87, 9, 6)]
     failed = rois_to_mask(rois, 93, 241)
-    r = restorer(backend)
+    r = restorer(backend, process_scale=scale)
     r.process('c', f0, encoding, 0)
     res = r.process('c', f1, encoding, 0.1, failed)
     assert res.status == 'restored'
@@ -122,6 +124,35 @@ def test_off_grid_rois_on_odd_frames_write_exactly_the_failed_pixels(backend, en
     changed = (res.image != f1).reshape(93, 241, -1).any(-1)
     assert not changed[~failed].any()
     assert changed[failed].mean() > 0.5
+
+
+def test_downscaled_processing_keeps_failed_values_out_of_healthy_pixels():
+    """at_scale: a low-resolution pixel over any failed pixel is failed, so whatever the failed pixels
+    hold (a dead sensor's black, garbage) changes no healthy low-resolution pixel."""
+    from smcvae_ros.restoration.restorer import at_scale, upscale_at
+    f0, f1, _ = frames(h=93, w=241)
+    failed = rois_to_mask([(31, 17, 45, 23), (101, 51, 3, 1)], 93, 241)
+    black, white = (np.where(failed[..., None], v, f1).astype(np.uint8) for v in (0, 255))
+    _, low_b, low_failed = at_scale(f0, black, failed, 0.37)
+    _, low_w, _ = at_scale(f0, white, failed, 0.37)
+    assert low_failed.shape == (34, 89) and low_failed.sum() < failed.sum()
+    assert np.array_equal(low_b[~low_failed], low_w[~low_failed]) and not np.array_equal(low_b, low_w)
+    # the upscaled fill of a uniform restoration is that value at every failed pixel
+    ys, xs = np.nonzero(low_failed)
+    fy, fx = np.nonzero(failed)
+    flat = np.full(low_b.shape, 77, np.uint8)
+    vals = upscale_at(flat, ys, xs, np.full((len(ys), 3), 77, np.uint8), failed.shape, fy, fx)
+    assert vals.shape == (len(fy), 3) and (vals == 77).all()
+
+
+def test_downscaled_uncertainty_covers_the_failed_pixels(backend):
+    f0, f1, _ = frames(h=93, w=241)
+    failed = rois_to_mask([(31, 17, 45, 23)], 93, 241)
+    r = restorer(backend, process_scale=0.5, uncertainty_samples=4)
+    r.process('c', f0, 'rgb8', 0)
+    res = r.process('c', f1, 'rgb8', 0.1, failed)
+    assert res.uncertainty.shape == failed.shape and not res.uncertainty[~failed].any()
+    assert (res.uncertainty[failed] >= 0).all() and res.uncertainty[failed].any()
 
 
 def test_tiles_cover_every_failed_pixel_and_blend_without_seams():

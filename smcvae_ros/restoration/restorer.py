@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 
+import cv2
 import numpy as np
 
 from .align import prepare_cues
@@ -49,6 +50,7 @@ class RestorationSettings:
     uncertainty_samples: int = 0   # > 0: also return a per-pixel variance map
     tile_overlap: int = 8          # px shared by neighbouring tiles, feather-blended
     flow_scale: float = 1.0        # < 1: optical flow on a downscaled frame (faster)
+    process_scale: float = 1.0     # < 1: cues and model on a downscaled frame, upscaled into the holes
 
 
 @dataclass
@@ -87,6 +89,7 @@ class _Job:
     result: FrameResult
     failed: np.ndarray                   # (H,W) bool: exactly the pixels to synthesize
     tiles: TileSet | None = None
+    work: tuple | None = None            # (reference, rgb, failed) at the processing scale
 
 
 class Restorer:
@@ -180,9 +183,10 @@ class Restorer:
         s, st = self.backend.img_size, self.settings
         for job in jobs:
             t0 = time.perf_counter()
-            cues = prepare_cues(job.reference, job.rgb, job.failed, st.flow_scale)
+            job.work = at_scale(job.reference, job.rgb, job.failed, st.process_scale)
+            cues = prepare_cues(*job.work, st.flow_scale)
             t1 = time.perf_counter()
-            job.tiles = plan_tiles(cues, job.failed, s, self.patch, st.tile_overlap)
+            job.tiles = plan_tiles(cues, job.work[2], s, self.patch, st.tile_overlap)
             job.result.timings.update(align=1e3 * (t1 - t0), tile=1e3 * (time.perf_counter() - t1))
         t0 = time.perf_counter()
         ref_b = np.concatenate([j.tiles.ref for j in jobs])
@@ -198,9 +202,16 @@ class Restorer:
         for job in jobs:
             t0 = time.perf_counter()
             n = len(job.tiles.origins)
-            ys, xs = np.nonzero(job.failed)
+            _, work_rgb, work_failed = job.work
+            ys, xs = np.nonzero(work_failed)
             rgb, unc = blend_tiles(job.tiles, out[i:i + n], ys, xs, None if var is None else var[i:i + n, 0])
             i += n
+            if work_failed is not job.failed:          # downscaled: upscale into the frame's holes
+                fy, fx = np.nonzero(job.failed)
+                rgb = upscale_at(work_rgb, ys, xs, rgb, job.failed.shape, fy, fx)
+                unc = None if unc is None else upscale_at(np.zeros(work_failed.shape, np.float32), ys, xs, unc,
+                                                          job.failed.shape, fy, fx)
+                ys, xs = fy, fx
             self._merge(job, ys, xs, rgb)
             if unc is not None:
                 full = np.zeros(job.failed.shape, np.float32)
@@ -220,3 +231,22 @@ class Restorer:
             out[ys, xs] = vals
         job.result.image = out
         job.result.mask = job.failed.astype(np.uint8) * 255
+
+
+def at_scale(reference: np.ndarray, rgb: np.ndarray, failed: np.ndarray, scale: float):
+    """(reference, damaged rgb, failed) at `scale` of the frame (area-averaged); a low-resolution
+    pixel is failed when any pixel under it is, so no failed pixel's value reaches a healthy one."""
+    if scale >= 1.0:
+        return reference, rgb, failed
+    h, w = failed.shape
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    area = lambda a: cv2.resize(a, size, interpolation=cv2.INTER_AREA)  # noqa: E731
+    return area(reference), area(rgb), area(failed.astype(np.float32)) > 0
+
+
+def upscale_at(low: np.ndarray, ys: np.ndarray, xs: np.ndarray, values: np.ndarray, shape: tuple[int, int],
+               fy: np.ndarray, fx: np.ndarray) -> np.ndarray:
+    """`low` with `values` written at (ys, xs), upscaled (bilinear) to `shape`, read at (fy, fx)."""
+    low = low.copy()
+    low[ys, xs] = values
+    return cv2.resize(low, (shape[1], shape[0]), interpolation=cv2.INTER_LINEAR)[fy, fx]

@@ -77,6 +77,9 @@ PARAMS: tuple[Param, ...] = (
     Param('flow_scale', _RS.flow_scale,
           'Resolution factor of the optical flow behind the aligned reference (0.5 = half resolution: faster).',
           tunable=True, range=(0.25, 1.0)),
+    Param('process_scale', _RS.process_scale,
+          'Resolution factor at which cues and model run (0.5 = half resolution: ~3x cheaper on CPU, '
+          'softer fills); the result is upscaled into the failed pixels only.', tunable=True, range=(0.25, 1.0)),
     Param('publish_mask', True, 'Publish /ns/restoration_mask (mono8, 255 = synthesized) for each restored frame '
           '(same stamp; no mask = nothing synthesized).',
           tunable=True),
@@ -140,7 +143,8 @@ def restoration_settings(values: dict, uncertainty: bool) -> RestorationSettings
                             frozen=values['frozen'], frozen_min_std=values['frozen_min_std'])
     return RestorationSettings(max_reference_age_s=values['max_reference_age_s'], self_detect=values['self_detect'],
                                detect=detect, uncertainty_samples=values['uncertainty_samples'] if uncertainty else 0,
-                               tile_overlap=values['tile_overlap'], flow_scale=values['flow_scale'])
+                               tile_overlap=values['tile_overlap'], flow_scale=values['flow_scale'],
+                               process_scale=values['process_scale'])
 
 
 def backend_kwargs(values: dict) -> dict:
