@@ -81,9 +81,10 @@ def build_pairs(targets: list[tuple[Clip, int]], ratio: float, gap: int, pattern
 class SMCVAEMethod:
     """SMCVAE as the node runs it: the reference is fed as a healthy frame, then the damaged one."""
 
-    def __init__(self, backend):
+    def __init__(self, backend, process_scale: float = 1.0):
         self.backend = backend
-        self.restorer = Restorer(backend, RestorationSettings(max_reference_age_s=math.inf))
+        self.restorer = Restorer(backend, RestorationSettings(max_reference_age_s=math.inf,
+                                                              process_scale=process_scale))
 
     def __call__(self, ref: np.ndarray, damaged: np.ndarray, failed: np.ndarray) -> np.ndarray:
         self.restorer.reset()
@@ -95,8 +96,9 @@ class SMCVAEMethod:
 
 
 def load_smcvae(model: str | Path | None, backend: str = 'auto', device: str = 'auto',
-                threads: int = 0) -> SMCVAEMethod:
-    """threads > 0 limits torch and onnxruntime CPU threads (0: their defaults)."""
+                threads: int = 0, process_scale: float = 1.0) -> SMCVAEMethod:
+    """threads > 0 limits torch and onnxruntime CPU threads (0: their defaults); process_scale as the
+    node parameter."""
     from ..engine import create_backend
     if threads:
         import torch
@@ -104,7 +106,7 @@ def load_smcvae(model: str | Path | None, backend: str = 'auto', device: str = '
     be, notes = create_backend(backend, model, device, fallback=backend == 'auto', intra_op_threads=threads)
     for n in notes:
         print(f'note: {n}')
-    return SMCVAEMethod(be)
+    return SMCVAEMethod(be, process_scale)
 
 
 def score(out: np.ndarray, target: np.ndarray, failed: np.ndarray) -> dict[str, float]:
@@ -198,7 +200,8 @@ def evaluate(clips_dir: str | Path, out_dir: str | Path, smcvae: SMCVAEMethod, r
     plot_sweep(gap_table, 'gap', out / 'gap_sweep.png', f'mask ratio {ratio}')
     example_grid(kept, out / 'examples.png')
     setup = (f'{len(clips)} clip(s) in `{clips_dir}`, {n_pairs} pairs per setting, pattern `{pattern}`, '
-             f'seed {seed}, model `{model_name}`, backend {smcvae.backend.describe()}')
+             f'seed {seed}, model `{model_name}`, backend {smcvae.backend.describe()}'
+             + (f', process_scale {scale}' if (scale := smcvae.restorer.settings.process_scale) != 1.0 else ''))
     text = summary_markdown(aggregate(rows, ratio, gap), ratio_table, gap_table, ratio, gap, setup)
     (out / 'summary.md').write_text(text)
     return text
@@ -219,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f'error: model not found: {model}')
     if not Path(args.clips).is_dir():
         raise SystemExit(f'error: clip folder not found: {args.clips}')
-    smcvae = load_smcvae(model, args.backend, args.device, args.threads)
+    smcvae = load_smcvae(model, args.backend, args.device, args.threads, args.process_scale)
     t0 = time.time()
     text = evaluate(args.clips, args.out, smcvae, args.ratios, args.gaps, args.ratio, args.gap, args.pairs,
                     args.pattern, args.seed, args.examples, model.name)
@@ -263,4 +266,6 @@ def add_parser(sub) -> None:
     p.add_argument('--backend', choices=('auto', 'torch', 'onnxruntime', 'tensorrt'), default='auto')
     p.add_argument('--device', default='auto', help='auto|cpu|cuda[:N]')
     p.add_argument('--threads', type=int, default=0, help='CPU threads for torch/onnxruntime (0: their default)')
+    p.add_argument('--process-scale', type=float, default=1.0,
+                   help='SMCVAE at this resolution factor, as the node parameter process_scale (default: 1.0)')
     p.set_defaults(func=run)
