@@ -73,4 +73,9 @@ def test_warm_start_copies_matching_tensors_and_widens_the_stem(tmp_path):
     stem = dst.encoder.stem.net[0].weight
     assert torch.equal(stem[:, :3], state['encoder.stem.net.0.weight']) and not stem[:, 3].any()
     assert not dst.head.weight.any()
-    del save_model
+    # a model of the same design (its JSON beside the weights): everything continues, heads included
+    torch.nn.init.normal_(src.head.weight)
+    save_model(src, tmp_path / 'same.safetensors')
+    same = SMCVAE(SMCVAEConfig(**small, beta=0.1))
+    assert warm_start(same, tmp_path / 'same.safetensors') == []
+    assert all(torch.equal(a, b) for a, b in zip(same.state_dict().values(), src.state_dict().values()))

@@ -61,11 +61,16 @@ def pair_spec(model_cfg: SMCVAEConfig, data: dict) -> PairSpec:
     return PairSpec(img_size=model_cfg.img_size, patch_size=model_cfg.patch_size, align=model_cfg.align, **extra)
 
 
-def warm_start(model: SMCVAE, weights: str | Path, skip: tuple[str, ...] = ('head.', 'gate.')) -> list[str]:
-    """Copy every tensor of an earlier SMCVAE whose name and shape match, except the output heads
-    (`skip`: they start at zero, i.e. at the plain mean of the cues); a patch stem with fewer input
-    channels is copied into the first channels (the extra ones start at zero). Returns the names
-    left at their fresh initialisation."""
+def warm_start(model: SMCVAE, weights: str | Path) -> list[str]:
+    """Copy every tensor of an earlier SMCVAE whose name and shape match. The output heads (gate,
+    residual) are copied only from a model of the same design (its JSON's model config equal to this
+    one's but for the loss weight beta): from any other they start at zero, i.e. at the plain mean of
+    the cues. A patch stem with fewer input channels is copied into the first channels (the extra ones
+    start at zero). Returns the names left at their fresh initialisation."""
+    cfg_file = config_path(weights)
+    old_cfg = json.loads(cfg_file.read_text()).get('model', {}) if cfg_file.is_file() else {}
+    design = lambda c: {k: v for k, v in c.items() if k != 'beta'}  # noqa: E731
+    skip = () if design(old_cfg) == design(model.cfg.to_dict()) else ('head.', 'gate.')
     old = load_file(str(weights))
     state = model.state_dict()
     fresh = []
