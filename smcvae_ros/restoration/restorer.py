@@ -206,7 +206,7 @@ class Restorer:
             ys, xs = np.nonzero(work_failed)
             rgb, unc = blend_tiles(job.tiles, out[i:i + n], ys, xs, None if var is None else var[i:i + n, 0])
             i += n
-            if work_failed is not job.failed:          # downscaled: upscale into the frame's holes
+            if st.process_scale < 1.0:                 # downscaled: upscale into the frame's holes
                 fy, fx = np.nonzero(job.failed)
                 rgb = upscale_at(work_rgb, ys, xs, rgb, job.failed.shape, fy, fx)
                 unc = None if unc is None else upscale_at(np.zeros(work_failed.shape, np.float32), ys, xs, unc,
