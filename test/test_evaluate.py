@@ -141,6 +141,8 @@ def test_eval_cli_errors(tiny_model, tmp_path):
         cli.main(['eval', '--model', str(tmp_path / 'none.safetensors'), '--clips', str(tmp_path)])
     with pytest.raises(SystemExit, match='clip folder not found'):
         cli.main(['eval', '--model', str(tiny_model), '--clips', str(tmp_path / 'missing')])
+    with pytest.raises(SystemExit, match='process-scale must be in 0.25..1.0'):
+        cli.main(['eval', '--model', str(tiny_model), '--clips', str(tmp_path), '--process-scale', '0'])
 
 
 def test_ablate_tiny_budget(clip_dir, tmp_path):

@@ -222,6 +222,9 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f'error: model not found: {model}')
     if not Path(args.clips).is_dir():
         raise SystemExit(f'error: clip folder not found: {args.clips}')
+    if not 0.25 <= args.process_scale <= 1.0:
+        raise SystemExit(f'error: --process-scale must be in 0.25..1.0 (the node parameter range), '
+                         f'got {args.process_scale}')
     smcvae = load_smcvae(model, args.backend, args.device, args.threads, args.process_scale)
     t0 = time.time()
     text = evaluate(args.clips, args.out, smcvae, args.ratios, args.gaps, args.ratio, args.gap, args.pairs,
