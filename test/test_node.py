@@ -50,15 +50,21 @@ def test_off_grid_rois_on_an_odd_width_frame_change_only_their_pixels(ros, frame
     node, client = ros
     odd = [np.ascontiguousarray(f[:539, :957]) for f in frames[:2]]
     rois = [(101, 301, 63, 47), (503, 199, 41, 39), (950, 0, 7, 539)]
-    clear(client, CAM_A, odd[0])
-    client.send_health(CAM_A, CAM_A, rois=rois)
-    dmg = damage(odd[1], rois)
-    msg, out, mask = send(client, CAM_A, dmg)
-    img, roi_px = pixels(out), damage(np.zeros(dmg.shape[:2], np.uint8), rois, 1) > 0
-    assert img.shape == dmg.shape and np.array_equal(mask > 0, roi_px)
-    assert np.array_equal(img[~roi_px], dmg[~roi_px])
-    assert (img[roi_px] != dmg[roi_px]).any(-1).mean() > 0.5
-    client.send_health(CAM_A, CAM_A)
+    outputs = []
+    for scale in (1.0, 0.5):        # also with cues and model on a downscaled frame (process_scale)
+        assert client.set_parameters(node.name, {'process_scale': scale})[0].successful
+        clear(client, CAM_A, odd[0])
+        client.send_health(CAM_A, CAM_A, rois=rois)
+        dmg = damage(odd[1], rois)
+        msg, out, mask = send(client, CAM_A, dmg)
+        img, roi_px = pixels(out), damage(np.zeros(dmg.shape[:2], np.uint8), rois, 1) > 0
+        assert img.shape == dmg.shape and np.array_equal(mask > 0, roi_px)
+        assert np.array_equal(img[~roi_px], dmg[~roi_px])
+        assert (img[roi_px] != dmg[roi_px]).any(-1).mean() > 0.5
+        client.send_health(CAM_A, CAM_A)
+        outputs.append(img)
+    assert not np.array_equal(outputs[0], outputs[1])     # the parameter took effect
+    assert client.set_parameters(node.name, {'process_scale': 1.0})[0].successful
 
 
 def test_stale_reference_passes_through_until_max_age_is_raised(ros, frames):
