@@ -199,9 +199,10 @@ def evaluate(clips_dir: str | Path, out_dir: str | Path, smcvae: SMCVAEMethod, r
     plot_sweep(ratio_table, 'ratio', out / 'ratio_sweep.png', f'frame gap {gap}')
     plot_sweep(gap_table, 'gap', out / 'gap_sweep.png', f'mask ratio {ratio}')
     example_grid(kept, out / 'examples.png')
+    scale = smcvae.restorer.settings.process_scale
     setup = (f'{len(clips)} clip(s) in `{clips_dir}`, {n_pairs} pairs per setting, pattern `{pattern}`, '
              f'seed {seed}, model `{model_name}`, backend {smcvae.backend.describe()}'
-             + (f', process_scale {scale}' if (scale := smcvae.restorer.settings.process_scale) != 1.0 else ''))
+             + (f', process_scale {scale}' if scale != 1.0 else ''))
     text = summary_markdown(aggregate(rows, ratio, gap), ratio_table, gap_table, ratio, gap, setup)
     (out / 'summary.md').write_text(text)
     return text
