@@ -60,7 +60,7 @@ def test_transitions_frames_only_while_active_and_reload(tiny_model, val_frames)
         assert client.change_state(name, 'cleanup') and client.lifecycle_state(name) == 'unconfigured'
         assert client.wait_for(lambda: client.node.count_publishers(OUT) == 0, 10)
         assert client.change_state(name, 'configure') and client.change_state(name, 'activate')
-        client.health_sent[CAM] = 0                                    # a new configuration counts from zero
+        client.forget(CAM)                                             # a new configuration counts from zero
         assert client.connect(CAM, 30)
         client.send_frame(CAM, image_msg(frames[0], 'rgb8', next_stamp(), 'cam_lc'))
         client.send_health(CAM, CAM, rois=ROIS)

@@ -223,6 +223,13 @@ class Client:
         with self.lock:
             return dict(self.node_status.get(camera_topic, {}))
 
+    def forget(self, camera_topic: str) -> None:
+        """A node restarted or reconfigured counts from zero: drop the camera's status snapshot (or
+        send_health would take the old configuration's count as the acknowledgement) and our count."""
+        with self.lock:
+            self.node_status.pop(camera_topic, None)
+        self.health_sent[camera_topic] = 0
+
     def call(self, srv_type, name: str, request, timeout: float = 30.0):
         """One service call; raises TimeoutError when the service is absent or does not answer."""
         cli = self.node.create_client(srv_type, name)
