@@ -127,6 +127,15 @@ def run_eval(bag, out_dir, model, *extra):
                    '--pattern', 'blocks', '--mask-ratio', '0.2', *extra])
 
 
+def test_bag_eval_process_scale_is_the_node_parameter(odd_bag, tiny_model, tmp_path):
+    out = tmp_path / 'half'
+    assert run_eval(odd_bag, out, tiny_model, '--process-scale', '0.5', '--examples', '0') == 0
+    report = json.loads((out / 'report.json').read_text())
+    assert report['config']['process_scale'] == 0.5
+    cam = report['cameras']['/cam_front/image_raw']
+    assert cam['restored'] >= 3 and 5 < cam['smcvae']['psnr_failed'] < cam['smcvae']['psnr_frame']
+
+
 def test_bag_eval_outputs_and_contract(odd_bag, tiny_model, tmp_path):
     out = tmp_path / 'ev'
     assert run_eval(odd_bag, out, tiny_model, '--sweep-ratios', '0.2,0.4', '--examples', '2') == 0

@@ -136,13 +136,14 @@ def test_eval_cli_end_to_end(tiny_model, clip_dir, tmp_path, capsys):
     assert len(again) == 2 * 2 * 5 and metrics(again) == metrics(samples)
 
 
-def test_eval_cli_errors(tiny_model, tmp_path):
+def test_eval_cli_errors(tiny_model, tmp_path, capsys):
     with pytest.raises(SystemExit, match='model not found'):
         cli.main(['eval', '--model', str(tmp_path / 'none.safetensors'), '--clips', str(tmp_path)])
     with pytest.raises(SystemExit, match='clip folder not found'):
         cli.main(['eval', '--model', str(tiny_model), '--clips', str(tmp_path / 'missing')])
-    with pytest.raises(SystemExit, match='process-scale must be in 0.25..1.0'):
+    with pytest.raises(SystemExit) as e:
         cli.main(['eval', '--model', str(tiny_model), '--clips', str(tmp_path), '--process-scale', '0'])
+    assert e.value.code == 2 and '--process-scale: must be in 0.25..1.0' in capsys.readouterr().err
 
 
 def test_ablate_tiny_budget(clip_dir, tmp_path):

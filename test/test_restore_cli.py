@@ -24,8 +24,9 @@ def failure(h=57, w=91):
     return m
 
 
-def restore(tiny_model, *paths):
-    return cli.main(['restore', *map(str, paths), '--model', str(tiny_model), '--backend', 'torch', '--device', 'cpu'])
+def restore(tiny_model, *paths, extra=()):
+    return cli.main(['restore', *map(str, paths), '--model', str(tiny_model), '--backend', 'torch', '--device', 'cpu',
+                     *extra])
 
 
 def test_restore_files(tiny_model, tmp_path):
@@ -42,6 +43,11 @@ def test_restore_files(tiny_model, tmp_path):
     (tmp_path / 'dir_out').mkdir()                                     # OUT an existing dir: named like FRAME
     assert restore(tiny_model, *paths, tmp_path / 'dir_out') == 0
     np.testing.assert_array_equal(cv2.imread(str(tmp_path / 'dir_out' / 'frame.png')), out)
+    # --process-scale (the node parameter): same contract, a different (downscaled) fill
+    assert restore(tiny_model, *paths, tmp_path / 'half.png', extra=('--process-scale', '0.5')) == 0
+    half = cv2.imread(str(tmp_path / 'half.png'))
+    np.testing.assert_array_equal(half[~failed], frame[~failed])
+    assert not np.array_equal(half, out)
 
 
 def test_restore_directories_matched_by_name(tiny_model, tmp_path):

@@ -6,6 +6,7 @@ import logging
 import sys
 
 from ..restoration.frames import ENCODINGS
+from ..cli import add_process_scale
 from .inject import EVAL_PATTERNS
 
 
@@ -67,6 +68,7 @@ def add_parser(sub) -> None:
                    help="take failures from the bag's DiagnosticArray messages instead of injecting")
     p.add_argument('--diagnostics-topic', default='/camera_health')
     p.add_argument('--max-reference-age-s', type=float, default=2.0)
+    add_process_scale(p)
     p.add_argument('--examples', type=int, default=3, help='side-by-side PNGs per camera')
     p.add_argument('--bag-name', default='restored_bag', help='output bag folder name inside OUT_DIR')
     p.add_argument('--quiet', action='store_true', help='no progress bar')

@@ -46,6 +46,7 @@ class EvalConfig:
     diagnostics_topic: str = '/camera_health'
     max_reference_age_s: float = 2.0
     examples: int = 3                      # side-by-side PNGs per camera
+    process_scale: float = 1.0             # the node parameter
 
 
 def frame_metrics(original: np.ndarray, restored: dict[str, np.ndarray], failed: np.ndarray) -> dict:
@@ -72,7 +73,8 @@ def evaluate_bag(in_bag, backend, cfg: EvalConfig, out_bag=None, examples_dir=No
                  overwrite: bool = False, progress: bool = True) -> list[dict]:
     """Run one evaluation pass; returns per-frame rows. Writes the output bag / example PNGs when given."""
     from .report import save_example
-    handler = FrameHandler(Restorer(backend, RestorationSettings(max_reference_age_s=cfg.max_reference_age_s)))
+    handler = FrameHandler(Restorer(backend, RestorationSettings(max_reference_age_s=cfg.max_reference_age_s,
+                                                                 process_scale=cfg.process_scale)))
     rows: list[dict] = []
     with open_bag(in_bag) as reader:
         cams = camera_topics(reader, in_bag, cfg.cameras)
@@ -187,7 +189,7 @@ def run(args) -> int:
     cfg = EvalConfig(ratio=args.mask_ratio, pattern=args.pattern, seed=args.seed, damage_prob=args.damage_prob,
                      cameras=tuple(args.topics or ()), use_recorded_diagnostics=args.use_recorded_diagnostics,
                      diagnostics_topic=args.diagnostics_topic, max_reference_age_s=args.max_reference_age_s,
-                     examples=args.examples)
+                     examples=args.examples, process_scale=args.process_scale)
     try:
         FailureSchedule('/check', cfg.seed, cfg.ratio, cfg.pattern)  # argument errors before loading a model
     except ValueError as e:

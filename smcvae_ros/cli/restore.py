@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
         backend, notes = create_backend(args.backend, model, args.device, fallback=args.backend == 'auto')
         for n in notes:
             print(f'note: {n}')
-        restorer = Restorer(backend, RestorationSettings(max_reference_age_s=math.inf))
+        restorer = Restorer(backend, RestorationSettings(max_reference_age_s=math.inf,
+                                                         process_scale=args.process_scale))
         for out_p, status, n in restore_files(jobs, restorer):
             print(f'{out_p}: {status} ({n} failed patches)')
     except RestoreError as e:
@@ -111,6 +112,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
+    from . import add_process_scale
     p = sub.add_parser('restore', help='restore failed pixels of image files or folders (REF FRAME MASK OUT)')
     p.add_argument('ref', help='last healthy frame: an image, or a directory matched to FRAME by file name')
     p.add_argument('frame', help='damaged frame: an image or a directory of images')
@@ -119,4 +121,5 @@ def add_parser(sub) -> None:
     p.add_argument('--model', help='weights (.safetensors with its .json); default: the shipped model')
     p.add_argument('--backend', choices=('auto', 'torch', 'onnxruntime', 'tensorrt'), default='auto')
     p.add_argument('--device', default='auto', help='auto|cpu|cuda[:N]')
+    add_process_scale(p)
     p.set_defaults(func=run)

@@ -223,9 +223,6 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f'error: model not found: {model}')
     if not Path(args.clips).is_dir():
         raise SystemExit(f'error: clip folder not found: {args.clips}')
-    if not 0.25 <= args.process_scale <= 1.0:
-        raise SystemExit(f'error: --process-scale must be in 0.25..1.0 (the node parameter range), '
-                         f'got {args.process_scale}')
     smcvae = load_smcvae(model, args.backend, args.device, args.threads, args.process_scale)
     t0 = time.time()
     text = evaluate(args.clips, args.out, smcvae, args.ratios, args.gaps, args.ratio, args.gap, args.pairs,
@@ -247,6 +244,7 @@ def run_table(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
+    from ..cli import add_process_scale
     t = sub.add_parser('eval-table',
                        help='one markdown table (margins over the best baseline) from `smcvae eval` folders')
     t.add_argument('dirs', nargs='+', help='output folders of `smcvae eval`')
@@ -270,6 +268,5 @@ def add_parser(sub) -> None:
     p.add_argument('--backend', choices=('auto', 'torch', 'onnxruntime', 'tensorrt'), default='auto')
     p.add_argument('--device', default='auto', help='auto|cpu|cuda[:N]')
     p.add_argument('--threads', type=int, default=0, help='CPU threads for torch/onnxruntime (0: their default)')
-    p.add_argument('--process-scale', type=float, default=1.0,
-                   help='SMCVAE at this resolution factor, as the node parameter process_scale (default: 1.0)')
+    add_process_scale(p)
     p.set_defaults(func=run)

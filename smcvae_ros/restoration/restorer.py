@@ -42,6 +42,9 @@ class FrameStatus(str, Enum):
         return self.value.startswith('passthrough')
 
 
+SCALE_RANGE = (0.25, 1.0)   # flow_scale and process_scale (node parameters, CLI options)
+
+
 @dataclass
 class RestorationSettings:
     max_reference_age_s: float = 2.0

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..restoration import DetectSettings, RestorationSettings
+from ..restoration.restorer import SCALE_RANGE
 from .topics import camera_input, is_output_topic
 
 RELIABILITY = ('reliable', 'best_effort')
@@ -76,10 +77,10 @@ PARAMS: tuple[Param, ...] = (
           tunable=True, range=(0, 31)),
     Param('flow_scale', _RS.flow_scale,
           'Resolution factor of the optical flow behind the aligned reference (0.5 = half resolution: faster).',
-          tunable=True, range=(0.25, 1.0)),
+          tunable=True, range=SCALE_RANGE),
     Param('process_scale', _RS.process_scale,
           'Resolution factor at which cues and model run (0.5 = half resolution: ~3x cheaper on CPU, '
-          'softer fills); the result is upscaled into the failed pixels only.', tunable=True, range=(0.25, 1.0)),
+          'softer fills); the result is upscaled into the failed pixels only.', tunable=True, range=SCALE_RANGE),
     Param('publish_mask', True, 'Publish /ns/restoration_mask (mono8, 255 = synthesized) for each restored frame '
           '(same stamp; no mask = nothing synthesized).',
           tunable=True),
