@@ -18,6 +18,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
+from .masks import failure_components
+
 INPAINT_RADIUS = 3
 
 
@@ -41,14 +43,11 @@ def hole_groups(failed: np.ndarray, radius: int) -> list[tuple[tuple[slice, slic
     """Groups of holes that Telea must inpaint together: holes closer than 2 * (radius + 1) px share
     a group. Returns, per group, the box around it (grown by radius + 2, clipped) and the group's
     failed pixels inside that box."""
-    k = 2 * (radius + 1) + 1
-    near = cv2.dilate(failed.astype(np.uint8), np.ones((k, k), np.uint8))
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(near, connectivity=8)
+    labels, stats = failure_components(failed, radius + 1)
     h, w = failed.shape
     m = radius + 2
     groups = []
-    for i in range(1, n):
-        x, y, bw, bh = (int(v) for v in stats[i, :4])
+    for i, (x, y, bw, bh) in enumerate(stats.tolist(), start=1):
         box = (slice(max(0, y - m), min(h, y + bh + m)), slice(max(0, x - m), min(w, x + bw + m)))
         groups.append((box, failed[box] & (labels[box] == i)))
     return groups

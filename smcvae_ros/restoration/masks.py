@@ -5,6 +5,7 @@ rosbag injection, the demo and the benches.
 """
 from __future__ import annotations
 
+import cv2
 import numpy as np
 
 from .frames import grid_to_rois, rois_to_mask
@@ -12,6 +13,16 @@ from .frames import grid_to_rois, rois_to_mask
 PIXEL_PATTERNS = ('random', 'blocks', 'rows')
 CELL_SIZES = (8, 16, 24, 32)
 Roi = tuple[int, int, int, int]
+
+
+def failure_components(failed: np.ndarray, reach: int) -> tuple[np.ndarray, np.ndarray]:
+    """Groups of failed pixels closer than ~2 * reach px: the 8-connected components of `failed`
+    dilated by `reach` px. Returns (labels (H,W) int32, 0 = none; stats (n,4) x, y, w, h of each
+    group's dilated box, group i + 1 in row i)."""
+    f8 = failed.astype(np.uint8)
+    near = cv2.dilate(f8, np.ones((2 * reach + 1, 2 * reach + 1), np.uint8)) if reach else f8
+    _, labels, stats, _ = cv2.connectedComponentsWithStats(near, connectivity=8)
+    return labels, stats[1:, :4].astype(int)
 
 
 def _random_cells(rng: np.random.Generator, gh: int, gw: int, ratio: float) -> np.ndarray:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from .align import Cues
+from .masks import failure_components
 
 
 @dataclass
@@ -36,10 +36,8 @@ def failure_groups(failed: np.ndarray, gap: int) -> np.ndarray:
     than ~`gap` px to each other (8-connected after a dilation by gap // 2; tight except where a
     group is within gap // 2 of the frame border, where the box reaches the border)."""
     m = gap // 2
-    f8 = failed.astype(np.uint8)
-    near = cv2.dilate(f8, np.ones((2 * m + 1, 2 * m + 1), np.uint8)) if m else f8
-    n, _, stats, _ = cv2.connectedComponentsWithStats(near, connectivity=8)
-    x, y, w, h = (stats[1:, i].astype(int) for i in range(4))
+    _, stats = failure_components(failed, m)
+    x, y, w, h = stats.T
     hh, ww = failed.shape
     y0, x0 = np.where(y > 0, y + m, 0), np.where(x > 0, x + m, 0)
     y1, x1 = np.where(y + h < hh, y + h - m, hh), np.where(x + w < ww, x + w - m, ww)
