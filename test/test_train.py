@@ -48,6 +48,12 @@ def test_config_overrides_and_errors(tmp_path):
     cfg_file.write_text('steps: 7\nmodel:\n  enc_dim: 64\n')
     cfg = load_config(str(cfg_file), ['lr=0.001', 'model.latent=none'])
     assert cfg['steps'] == 7 and cfg['lr'] == 0.001 and cfg['model'] == {'enc_dim': 64, 'latent': 'none'}
+    # exponent floats without a dot are numbers (PyYAML alone reads `1e-4` as a string: AdamW then failed)
+    cfg_file.write_text('lr: 3e-4\nmodel:\n  beta: 1E-2\n')
+    cfg = load_config(str(cfg_file), ['weight_decay=5e-2', 'model.latent_dim=64', 'init_from=1e-4.safetensors'])
+    assert cfg['lr'] == 3e-4 and cfg['model']['beta'] == 0.01 and cfg['weight_decay'] == 0.05
+    assert cfg['model']['latent_dim'] == 64 and cfg['init_from'] == '1e-4.safetensors'
+    assert load_config(None, ['lr=-1.5e-4'])['lr'] == -1.5e-4
     with pytest.raises(ValueError, match='unknown override'):
         load_config(None, ['bogus=1'])
     cfg_file.write_text('bogus: 1\n')

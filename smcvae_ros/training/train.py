@@ -8,6 +8,7 @@ import csv
 import json
 import math
 import os
+import re
 import time
 from dataclasses import asdict, fields
 from pathlib import Path
@@ -34,17 +35,31 @@ DEFAULTS = {
 }
 
 
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML with 1.2 floats: `1e-4` is a number, not the string PyYAML (YAML 1.1) makes of it."""
+
+
+_ConfigLoader.add_implicit_resolver(
+    'tag:yaml.org,2002:float',
+    re.compile(r'^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$'), list('-+0123456789.'))
+
+
+def _yaml(text: str):
+    return yaml.load(text, Loader=_ConfigLoader)
+
+
 def load_config(path: str | None, overrides: list[str]) -> dict:
+    """DEFAULTS, then the YAML file, then `key=value` / `section.key=value` overrides (YAML values)."""
     cfg = json.loads(json.dumps(DEFAULTS))
     if path:
-        user = yaml.safe_load(Path(path).read_text()) or {}
+        user = _yaml(Path(path).read_text()) or {}
         for k, v in user.items():
             if k not in cfg:
                 raise ValueError(f'unknown training config key {k!r}')
             cfg[k] = {**cfg[k], **v} if isinstance(cfg[k], dict) else v
     for item in overrides:  # key=value or model.key=value
         key, _, raw = item.partition('=')
-        val = yaml.safe_load(raw)
+        val = _yaml(raw)
         if '.' in key:
             sect, sub = key.split('.', 1)
             cfg[sect][sub] = val
