@@ -21,6 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from smcvae_ros.cli import add_process_scale
 from smcvae_ros.cli.harness import Client, NodeProcess, image_msg
 from smcvae_ros.data.clips import SHARED_VAL
 from smcvae_ros.engine import create_backend
@@ -110,7 +111,7 @@ def main() -> int:
     ap.add_argument('--ratio', type=float, default=0.1)
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--flow-scale', type=float, default=1.0, help='the node parameter flow_scale')
-    ap.add_argument('--process-scale', type=float, default=1.0, help='the node parameter process_scale')
+    add_process_scale(ap)
     ap.add_argument('--precision', default='fp32', choices=('fp32', 'int8'), help='the node parameter precision (CPU)')
     ap.add_argument('--tile-overlap', type=int, default=8, help='the node parameter tile_overlap')
     args = ap.parse_args()

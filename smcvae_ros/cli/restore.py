@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import add_process_scale
 from ..data.clips import IMAGE_EXTS
 
 
@@ -112,7 +113,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    from . import add_process_scale
     p = sub.add_parser('restore', help='restore failed pixels of image files or folders (REF FRAME MASK OUT)')
     p.add_argument('ref', help='last healthy frame: an image, or a directory matched to FRAME by file name')
     p.add_argument('frame', help='damaged frame: an image or a directory of images')

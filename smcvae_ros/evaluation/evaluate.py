@@ -22,6 +22,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .baselines import BASELINES
+from ..cli import add_process_scale
 from ..data.clips import Clip, list_clips
 from .metrics import region_scores
 from ..restoration import RestorationSettings, Restorer
@@ -244,7 +245,6 @@ def run_table(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub) -> None:
-    from ..cli import add_process_scale
     t = sub.add_parser('eval-table',
                        help='one markdown table (margins over the best baseline) from `smcvae eval` folders')
     t.add_argument('dirs', nargs='+', help='output folders of `smcvae eval`')
