@@ -70,10 +70,11 @@ def frames(val_frames) -> list[np.ndarray]:
 
 @pytest.fixture(scope='module')
 def ros(request, tiny_model):
-    """(NodeProcess, Client): a tiny-model restore_node for the test module's CAMERAS, one per module."""
+    """(NodeProcess, Client): a tiny-model restore_node for the test module's CAMERAS (with the module's
+    NODE_OVERRIDES parameters, if any), one per module."""
     from ros_helpers import tiny_node
-    with tiny_node('restore_' + request.module.__name__.rpartition('.')[2], tiny_model,
-                   request.module.CAMERAS) as node_client:
+    with tiny_node('restore_' + request.module.__name__.rpartition('.')[2], tiny_model, request.module.CAMERAS,
+                   getattr(request.module, 'NODE_OVERRIDES', None)) as node_client:
         yield node_client
 
 

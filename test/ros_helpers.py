@@ -35,9 +35,10 @@ def running_node(name: str, overrides: dict, topics: list[str], env: dict | None
 
 
 @contextlib.contextmanager
-def tiny_node(name: str, model, topics: list[str]):
-    """running_node() with the tiny test model on the torch CPU backend."""
-    with running_node(name, {'model_path': str(model), 'backend': 'torch', 'device': 'cpu'}, topics) as node_client:
+def tiny_node(name: str, model, topics: list[str], overrides: dict | None = None):
+    """running_node() with the tiny test model on the torch CPU backend (plus parameter overrides)."""
+    params = {'model_path': str(model), 'backend': 'torch', 'device': 'cpu', **(overrides or {})}
+    with running_node(name, params, topics) as node_client:
         yield node_client
 
 

@@ -17,10 +17,15 @@ pytestmark = pytest.mark.timeout(300)
 
 CAM_A, CAM_B = '/lim_a/image_raw', '/lim_b/image_raw'
 CAMERAS = [CAM_A, CAM_B]             # of the module's `ros` node (conftest)
+# While DDS carries the 116 MB flood into the node, delivery of camera B's frames stalls for up to ~0.5 s
+# on a loaded 2-core machine (the node itself does not read the flood). KEEP_LAST histories drop what they
+# cannot hold, so both ends keep >= 2 s at 10 Hz: any frame lost then is the node's, not the history's.
+NODE_OVERRIDES = {'qos_depth': 20}
+STREAM_DEPTH = 100
 ROIS = [(96, 96, 64, 48)]
 
 # A separate process publishes the flood, so that its CDR serialization and DDS transfer do not hold this
-# process's GIL: camera B is fed on time and any loss is the node's.
+# process's GIL: camera B is fed on time.
 FLOOD = """
 import signal, sys, time
 import rclpy
@@ -55,13 +60,15 @@ def test_health_flood_bounded_and_healthy_camera_loses_nothing(ros, frames):
     clear(client, CAM_B, small)
     clear(client, CAM_A, frames[0])
     out_b = output_topic(CAM_B, 'image_restored')
+    pub_b = client.publisher(CAM_B, STREAM_DEPTH)
+    assert client.wait_for(lambda: pub_b.get_subscription_count() > 0, 30), 'node not matched'
     sent = {}
 
     def stream():
         for _ in range(40):                                # 4 s at 10 Hz around the flood
             msg = image_msg(small, 'rgb8', next_stamp(), 'lim_b')
             sent[(msg.header.stamp.sec, msg.header.stamp.nanosec)] = time.monotonic()
-            client.publisher(CAM_B).publish(msg)
+            pub_b.publish(msg)
             time.sleep(0.1)
 
     health_before = int(client.status(CAM_A)['health_statuses'])
@@ -73,16 +80,18 @@ def test_health_flood_bounded_and_healthy_camera_loses_nothing(ros, frames):
     flood.send_signal(signal.SIGUSR1)                      # publish now
     t.join()
     size_mb = float(flood.communicate(timeout=60)[0].split()[-1])
+    for cam in (CAM_A, CAM_B):                             # the flood counts as a status for every camera
+        client.health_sent[cam] += 1                       # (counted before any assert: later tests rely on it)
     got = client.wait_for(lambda: all(client.output(out_b, k) for k in sent), 30)
     missing = [k for k in sent if client.output(out_b, k) is None]
-    assert got, f'camera B lost {len(missing)} of {len(sent)} frames; node status {client.status(CAM_B)}'
+    late = [client.arrival(out_b, k) - t0 for k, t0 in sent.items() if k not in missing]
+    assert got, f'camera B lost {len(missing)} of {len(sent)} frames (max latency of the others ' \
+                f'{max(late, default=0):.2f} s); node status {client.status(CAM_B)}'
     latency = [client.arrival(out_b, k) - t0 for k, t0 in sent.items()]
     st_b = settled_status(client, CAM_B)
     assert int(st_b['frames_dropped']) == 0 and int(st_b['frames_out']) == int(st_b['frames_in'])
     assert client.wait_for(lambda: int(client.status(CAM_A)['health_statuses']) > health_before, 30)
     st_a = client.status(CAM_A)
-    for cam in (CAM_A, CAM_B):                             # the flood counts as a status for every camera
-        client.health_sent[cam] += 1
     assert st_a['failure'] == 'invalid' and 'exceeds the limit' in st_a['failure_error']
     assert st_b['last_status'] == 'passthrough_invalid'   # not read: every camera flagged until its next status
     assert all(len(v) < 400 for v in st_a.values() if isinstance(v, str)), 'diagnostics values must stay short'
@@ -90,7 +99,7 @@ def test_health_flood_bounded_and_healthy_camera_loses_nothing(ros, frames):
     assert bytes(out.data) == bytes(msg.data) and mask is None
     assert settled_status(client, CAM_A)['last_status'] == 'passthrough_invalid'
     print(f'\nhealth flood {size_mb:.0f} MB: camera B {len(sent)}/{len(sent)} frames, end-to-end latency '
-          f'median {1e3 * np.median(latency):.0f} ms, max {1e3 * max(latency):.0f} ms (executor stall bound)')
+          f'median {1e3 * np.median(latency):.0f} ms, max {1e3 * max(latency):.0f} ms (delivery stall bound)')
     # many ROIs up to the limit are applied, and only a few are echoed on /diagnostics
     many = [(8 * (i % 100), 8 * (i // 100), 8, 8) for i in range(MAX_ROIS)]
     st = client.send_health(CAM_A, CAM_A, rois=many)

@@ -158,10 +158,11 @@ class Client:
             self.received[topic].append((t, msg))
 
     def publisher(self, topic: str, depth: int = 10):
+        """The client's (reliable) Image publisher on `topic` with history `depth`, made on first use."""
         from sensor_msgs.msg import Image
-        if topic not in self._pubs:
-            self._pubs[topic] = self.node.create_publisher(Image, topic, depth)
-        return self._pubs[topic]
+        if (topic, depth) not in self._pubs:
+            self._pubs[(topic, depth)] = self.node.create_publisher(Image, topic, depth)
+        return self._pubs[(topic, depth)]
 
     @staticmethod
     def wait_for(predicate, timeout: float, interval: float = 0.005):
