@@ -1,7 +1,7 @@
 """Vehicle check of the TensorRT engine: build (or load from cache), run, compare with torch fp32, time.
 
 Run on the vehicle after installing TensorRT 10 (see README "Vehicle install"):
-    python3 bench/trt_check.py --clips /path/to/clip_frames [--precision fp16] [--max-batch 8]
+    python3 bench/trt_check.py --clips /path/to/clip_frames [--precision fp16] [--max-batch 32]
 PASS when, on real tiles from the clip (30% failed patches), the engine's PSNR on the failed region is
 within 0.1 dB of PyTorch fp32. Prints build/load time, max abs difference and latency p50/p99 per batch.
 `--backend` checks another backend the same way (e.g. torch fp16, or onnxruntime on a CPU machine).
@@ -50,13 +50,14 @@ def latency(backend, tiles, batch: int, iters: int, sync) -> tuple[float, float]
 
 
 def main(argv=None) -> int:
+    from smcvae_ros.engine.base import MAX_BATCH
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--model', help='weights .safetensors (default: the shipped model)')
     ap.add_argument('--clips', required=True, help='a clip folder (frames in time order) or a folder of clips')
     ap.add_argument('--backend', default='tensorrt', choices=['tensorrt', 'torch', 'onnxruntime'])
     ap.add_argument('--device', default='cuda')
     ap.add_argument('--precision', default='fp16', choices=['fp16', 'fp32'])
-    ap.add_argument('--max-batch', type=int, default=8)
+    ap.add_argument('--max-batch', type=int, default=MAX_BATCH)
     ap.add_argument('--cache-dir', help='engine cache folder (default: ~/.cache/smcvae_ros/engines)')
     ap.add_argument('--force', action='store_true', help='rebuild the engine even if cached')
     ap.add_argument('--tiles', type=int, default=64, help='number of real tiles to compare on')

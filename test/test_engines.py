@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from smcvae_ros.engine.base import BackendError
+from smcvae_ros.engine.base import MAX_BATCH, BackendError
 from smcvae_ros.engine.factory import auto_order, create_backend
 from smcvae_ros.engine.cache import EngineCache, EngineKey
 from smcvae_ros.engine.export import export_onnx, verification_batch
@@ -59,6 +59,28 @@ def test_onnxruntime_uncertainty(default_size_model, real_tiles, tmp_path):
     np.testing.assert_allclose(restored, backend.restore(ref[:3], dmg[:3], mask[:3]), atol=1e-5)  # Z = M pass
     px = dmg[:3, 3:4] > 0.5
     assert np.all(var[~px] == 0) and var[px].mean() > 0  # sampled only where pixels failed
+
+
+def test_tiles_go_in_max_batch_chunks_with_the_same_pixels(tiny_model, tmp_path):
+    """The node's default max_batch (32: one call for ~59 tiles of a 10 % failed 720p frame, not eight)
+    chunks the tiles, and chunking changes no pixel."""
+    from smcvae_ros.ros.params import defaults
+    assert defaults()['max_batch'] == MAX_BATCH == 32
+    rng = np.random.default_rng(0)
+    ref, dmg = rng.random((70, 3, 32, 32), np.float32), rng.random((70, 4, 32, 32), np.float32)
+    dmg[:, 3] = dmg[:, 3] > 0.5
+    mask = dmg[:, 3].reshape(70, 4, 8, 4, 8).any(axis=(2, 4)).reshape(70, -1).astype(np.float32)
+    outs = {}
+    for mb in (MAX_BATCH, 8, 70):
+        be, _ = create_backend('onnxruntime', tiny_model, device='cpu', fallback=False, engine_cache_dir=tmp_path,
+                               max_batch=mb, intra_op_threads=1)
+        calls = []
+        run = be._run
+        be._run = lambda r, d, m: calls.append(len(r)) or run(r, d, m)
+        outs[mb] = be.restore(ref, dmg, mask)
+        assert calls == [mb] * (70 // mb) + ([70 % mb] if 70 % mb else [])
+    for mb in (8, 70):                                  # same tiles, same outputs (up to GEMM summation order)
+        assert np.abs(outs[mb] - outs[MAX_BATCH]).max() <= 1e-6
 
 
 def test_auto_order_on_cpu_prefers_measured_fastest():

@@ -5,7 +5,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .base import BackendError, default_model_path
+from .base import MAX_BATCH, BackendError, default_model_path
 
 
 def run_export(args) -> int:
@@ -55,7 +55,8 @@ def add_parser(sub) -> None:
     b = sub.add_parser('build-engine', help='build (or validate) the cached TensorRT engine for this GPU')
     b.add_argument('--model', help='weights .safetensors (default: the shipped model)')
     b.add_argument('--precision', choices=['fp16', 'fp32'], default='fp16')
-    b.add_argument('--max-batch', type=int, default=8, help='largest batch of the optimization profile')
+    b.add_argument('--max-batch', type=int, default=MAX_BATCH,
+                   help='largest batch of the optimization profile (the node parameter max_batch)')
     b.add_argument('--cache-dir', help='engine cache folder (default: ~/.cache/smcvae_ros/engines)')
     b.add_argument('--workspace-mb', type=int, default=1024)
     b.add_argument('--force', action='store_true', help='rebuild even if a valid cached engine exists')

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Backend, BackendError
+from .base import MAX_BATCH, Backend, BackendError
 from .graph import DEFAULT_CACHE, OUTPUT, VARIANCE, ensure_onnx, file_sha256
 
 log = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def quantized_onnx(onnx_path, cache_dir=None) -> Path:
 class OnnxRuntimeBackend(Backend):
     name = 'onnxruntime'
 
-    def __init__(self, model_path, device: str = 'auto', precision: str = 'fp32', max_batch: int = 8,
+    def __init__(self, model_path, device: str = 'auto', precision: str = 'fp32', max_batch: int = MAX_BATCH,
                  engine_cache_dir=None, intra_op_threads: int = 0, onnx_path=None, **_):
         import onnxruntime as ort
         available = ort.get_available_providers()

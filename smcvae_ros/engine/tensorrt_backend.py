@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Backend, BackendError
+from .base import MAX_BATCH, Backend, BackendError
 from .cache import EngineCache, EngineKey, sha256_bytes
 from .graph import DEFAULT_CACHE, INPUTS, OUTPUT, ensure_onnx
 
@@ -156,7 +156,7 @@ class EngineRunner:
 class TensorRTBackend(Backend):
     name = 'tensorrt'
 
-    def __init__(self, model_path, device: str = 'auto', precision: str = 'fp16', max_batch: int = 8,
+    def __init__(self, model_path, device: str = 'auto', precision: str = 'fp16', max_batch: int = MAX_BATCH,
                  engine_cache_dir=None, force_engine_rebuild: bool = False,
                  workspace_mb: int = DEFAULT_WORKSPACE_MB, trt_module=None, **_):
         trt = trt_module or import_tensorrt()

@@ -5,13 +5,13 @@ import numpy as np
 import torch
 
 from ..model import load_model
-from .base import Backend, BackendError
+from .base import MAX_BATCH, Backend, BackendError
 
 
 class TorchBackend(Backend):
     name = 'torch'
 
-    def __init__(self, model_path, device: str = 'auto', precision: str = 'fp32', max_batch: int = 8, **_):
+    def __init__(self, model_path, device: str = 'auto', precision: str = 'fp32', max_batch: int = MAX_BATCH, **_):
         if device in ('auto', ''):
             device = 'cuda' if torch.cuda.is_available() else 'cpu'
         if device.startswith('cuda') and not torch.cuda.is_available():

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..engine.base import MAX_BATCH
 from ..restoration import DetectSettings, RestorationSettings
 from ..restoration.restorer import SCALE_RANGE
 from .topics import camera_input, is_output_topic
@@ -48,7 +49,7 @@ PARAMS: tuple[Param, ...] = (
     Param('precision', 'fp16', 'fp16 on GPU backends (TensorRT, torch CUDA); int8: dynamic int8 on onnxruntime '
           'CPU; otherwise CPU backends run fp32.',
           choices=PRECISIONS),
-    Param('max_batch', 8, 'Largest batch of model tiles per inference call (TensorRT engine profile).',
+    Param('max_batch', MAX_BATCH, 'Largest batch of model tiles per inference call (TensorRT engine profile).',
           range=(1, 256)),
     Param('engine_cache_dir', '', "Where TensorRT engines are cached; '' = backend default."),
     Param('force_engine_rebuild', False, 'Rebuild the TensorRT engine even if a cached one matches.'),
