@@ -17,7 +17,7 @@ pytestmark = pytest.mark.timeout(300)
 
 CAM_A, CAM_B = '/lim_a/image_raw', '/lim_b/image_raw'
 CAMERAS = [CAM_A, CAM_B]             # of the module's `ros` node (conftest)
-# While DDS carries the 116 MB flood into the node, delivery of camera B's frames stalls for up to ~0.5 s
+# While DDS carries the 116 MB flood into the node, delivery of camera B's frames stalls for up to ~0.7 s
 # on a loaded 2-core machine (the node itself does not read the flood). KEEP_LAST histories drop what they
 # cannot hold, so both ends keep >= 2 s at 10 Hz: any frame lost then is the node's, not the history's.
 NODE_OVERRIDES = {'qos_depth': 20}
@@ -84,10 +84,9 @@ def test_health_flood_bounded_and_healthy_camera_loses_nothing(ros, frames):
         client.health_sent[cam] += 1                       # (counted before any assert: later tests rely on it)
     got = client.wait_for(lambda: all(client.output(out_b, k) for k in sent), 30)
     missing = [k for k in sent if client.output(out_b, k) is None]
-    late = [client.arrival(out_b, k) - t0 for k, t0 in sent.items() if k not in missing]
+    latency = [client.arrival(out_b, k) - t0 for k, t0 in sent.items() if k not in missing]
     assert got, f'camera B lost {len(missing)} of {len(sent)} frames (max latency of the others ' \
-                f'{max(late, default=0):.2f} s); node status {client.status(CAM_B)}'
-    latency = [client.arrival(out_b, k) - t0 for k, t0 in sent.items()]
+                f'{max(latency, default=0):.2f} s); node status {client.status(CAM_B)}'
     st_b = settled_status(client, CAM_B)
     assert int(st_b['frames_dropped']) == 0 and int(st_b['frames_out']) == int(st_b['frames_in'])
     assert client.wait_for(lambda: int(client.status(CAM_A)['health_statuses']) > health_before, 30)
