@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SOURCES = ['smcvae_ros', 'test', 'bench', 'launch', 'setup.py']   # settings: setup.cfg [flake8], [pydocstyle]
+# settings: setup.cfg [flake8], [pydocstyle]
+SOURCES = ['smcvae_ros', 'test', 'bench', 'launch', 'scripts', 'setup.py']
 
 
 def run(tool: str, *args: str) -> subprocess.CompletedProcess:

@@ -85,3 +85,27 @@ def test_warm_start_copies_matching_tensors_and_widens_the_stem(tmp_path):
     same = SMCVAE(SMCVAEConfig(**small, beta=0.1))
     assert warm_start(same, tmp_path / 'same.safetensors') == []
     assert all(torch.equal(a, b) for a, b in zip(same.state_dict().values(), src.state_dict().values()))
+
+
+def test_lr_schedule_ends_at_steps_or_at_the_time_limit():
+    from smcvae_ros.training.train import lr_at
+    cfg = {'lr': 1e-3, 'warmup': 10, 'steps': 110}
+    assert lr_at(0, cfg) == pytest.approx(1e-4) and lr_at(10, cfg) == pytest.approx(1e-3)
+    assert lr_at(60, cfg) == pytest.approx(0.525e-3) and lr_at(110, cfg) == pytest.approx(0.05e-3)
+    # anneal_by_time: whichever is further along, the steps or the time used, sets the cosine
+    assert lr_at(10, cfg, time_frac=0.5) == pytest.approx(lr_at(60, cfg))
+    assert lr_at(10, cfg, time_frac=1.0) == lr_at(110, cfg) == lr_at(10, cfg, time_frac=2.0)
+    assert lr_at(60, cfg, time_frac=0.1) == lr_at(60, cfg)
+    assert lr_at(5, cfg, time_frac=0.9) == lr_at(5, cfg)          # warm-up is by steps only
+
+
+def test_train_on_webp_frames_with_a_time_annealed_schedule(clips, tmp_path):
+    """WebP frame folders are clips (packed training subsets), and `anneal_by_time` runs to `steps`."""
+    for split in ('train', 'val'):
+        for png in sorted((clips / split / 'clip').glob('*.png')):
+            cv2.imwrite(str(png.with_suffix('.webp')), cv2.imread(str(png)), [cv2.IMWRITE_WEBP_QUALITY, 90])
+            png.unlink()
+    out = tmp_path / 'run'
+    assert main(['train', *overrides(clips, out, 3), 'anneal_by_time=true', 'time_limit_min=10']) == 0
+    assert json.loads((out / 'last.json').read_text())['step'] == 3
+    assert (out / 'config.yaml').read_text().count('anneal_by_time: true') == 1

@@ -24,7 +24,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp')
+IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 VIDEO_EXTS = ('.mp4', '.mov', '.avi', '.mkv')
 BAG_EXTS = ('.mcap', '.db3')
 FRAME_CACHE_MB = 1024          # decoded frames kept per process (LRU)

@@ -29,7 +29,8 @@ DEFAULTS = {
     'train_dir': '../shared/data/train', 'val_dir': '../shared/data/val', 'out_dir': 'runs/smcvae',
     'steps': 20000, 'batch_size': 32, 'lr': 4e-4, 'weight_decay': 0.05, 'warmup': 300,
     'val_every': 500, 'val_samples': 256, 'ckpt_every': 250, 'seed': 0, 'workers': 1,
-    'device': 'auto', 'time_limit_min': 0.0, 'threads': 0, 'holdout_clips': [], 'init_from': '',
+    'device': 'auto', 'time_limit_min': 0.0, 'anneal_by_time': False, 'threads': 0, 'holdout_clips': [],
+    'init_from': '',
     'model': {}, 'data': {},
     'frame_cache_mb': 1024,     # decoded-frame LRU per process (data/clips.py)
 }
@@ -102,10 +103,12 @@ def warm_start(model: SMCVAE, weights: str | Path) -> list[str]:
     return fresh
 
 
-def lr_at(step: int, cfg: dict) -> float:
+def lr_at(step: int, cfg: dict, time_frac: float = 0.0) -> float:
+    """Linear warm-up, then cosine to 5 % of lr at `steps`, or at the end of `time_limit_min` when
+    `anneal_by_time` is set and time runs out first (time_frac: the part of the limit used)."""
     if step < cfg['warmup']:
         return cfg['lr'] * (step + 1) / cfg['warmup']
-    t = (step - cfg['warmup']) / max(1, cfg['steps'] - cfg['warmup'])
+    t = max((step - cfg['warmup']) / max(1, cfg['steps'] - cfg['warmup']), time_frac)
     return cfg['lr'] * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, t))))
 
 
@@ -173,6 +176,9 @@ def train(cfg: dict) -> Path:
     """Train (one process, or one rank under torchrun); returns the best checkpoint's path."""
     d = D.setup(cfg['device'])
     device = d.device
+    anneal_by_time = bool(cfg['anneal_by_time'] and cfg['time_limit_min'])
+    if anneal_by_time and d.enabled:  # each rank's clock would give it its own lr
+        raise ValueError('anneal_by_time needs a single process (not torchrun)')
     if cfg['threads']:
         torch.set_num_threads(int(cfg['threads']))
     set_frame_cache_mb(cfg['frame_cache_mb'])
@@ -231,8 +237,9 @@ def train(cfg: dict) -> Path:
     it = iter(loader)
     while step < cfg['steps'] and not (deadline < math.inf and D.any_rank(time.time() >= deadline, d)):
         ref, dmg, tgt, mask = (t.to(device, non_blocking=True) for t in next(it))
+        time_frac = (time.time() - t0) / (60 * cfg['time_limit_min']) if anneal_by_time else 0.0
         for g in opt.param_groups:
-            g['lr'] = lr_at(step, cfg)
+            g['lr'] = lr_at(step, cfg, time_frac)
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             outd = ddp(ref, dmg, mask)
             loss, parts = smcvae_loss(outd, tgt, dmg, mcfg.patch_size, mcfg.beta)
@@ -257,8 +264,9 @@ def train(cfg: dict) -> Path:
             bar.write(f"step {step}: val failed-pixel PSNR {vp:.2f} dB (flow {vb['flow']:.2f}, telea "
                       f"{vb['telea']:.2f}, blend {vb['blend']:.2f}; best {best:.2f})")
         if step % 20 == 0 or vp != '':
-            writer.writerow([step, round(time.time() - t0, 1), lr_at(step, cfg), loss.item(), parts['rec'].item(),
-                             parts['kl'].item(), vp, vb.get('flow', ''), vb.get('telea', ''), vb.get('blend', '')])
+            writer.writerow([step, round(time.time() - t0, 1), opt.param_groups[0]['lr'], loss.item(),
+                             parts['rec'].item(), parts['kl'].item(), vp, vb.get('flow', ''), vb.get('telea', ''),
+                             vb.get('blend', '')])
             log.flush()
             if tb:
                 tb.add_scalar('loss/total', loss.item(), step)

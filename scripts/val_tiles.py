@@ -1,0 +1,46 @@
+"""Score model files on the fixed validation tiles `smcvae train` selects on (failed-pixel PSNR, pooled).
+
+    .venv/bin/python scripts/val_tiles.py MODEL [MODEL ...] [--val-dir DIR] [--samples 384]
+
+The tiles are the training config's (`config/train.yaml`: val_dir, data section, seed 1234, mixed
+failures), so the numbers equal the `val_psnr` column of a run's metrics.csv for its checkpoints.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from smcvae_ros.data.clips import list_clips  # noqa: E402
+from smcvae_ros.model import load_model  # noqa: E402
+from smcvae_ros.model.smcvae import SMCVAEConfig  # noqa: E402
+from smcvae_ros.training.pairs import PairSpec, fixed_batch  # noqa: E402
+from smcvae_ros.training.train import load_config, pair_spec, validate  # noqa: E402
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('models', nargs='+')
+    ap.add_argument('--config', default='config/train.yaml')
+    ap.add_argument('--val-dir', help='default: the config\'s val_dir')
+    ap.add_argument('--samples', type=int, help='default: the config\'s val_samples')
+    args = ap.parse_args(argv)
+    cfg = load_config(args.config, [])
+    spec = pair_spec(SMCVAEConfig.from_dict(cfg['model']), cfg['data'])
+    spec = PairSpec(**{**asdict(spec), 'flip': False, 'gap_power': 0.0})   # as train.py validates
+    val = fixed_batch(list_clips(args.val_dir or cfg['val_dir']), spec, args.samples or cfg['val_samples'],
+                      seed=1234, pattern='mixed')
+    print('model | SMCVAE | flow-warp | Telea | blend  (failed-pixel PSNR, dB)')
+    for path in args.models:
+        s = validate(load_model(path), val, torch.device('cpu'))
+        print(f"{path} | {s['smcvae']:.2f} | {s['flow']:.2f} | {s['telea']:.2f} | {s['blend']:.2f}", flush=True)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
