@@ -20,6 +20,7 @@ from smcvae_ros.data.clips import list_clips  # noqa: E402
 from smcvae_ros.model import load_model  # noqa: E402
 from smcvae_ros.model.smcvae import SMCVAEConfig  # noqa: E402
 from smcvae_ros.training.pairs import PairSpec, fixed_batch  # noqa: E402
+from smcvae_ros.training.tile_metrics import pooled_psnr  # noqa: E402
 from smcvae_ros.training.train import load_config, pair_spec, validate  # noqa: E402
 
 
@@ -32,13 +33,17 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     cfg = load_config(args.config, [])
     spec = pair_spec(SMCVAEConfig.from_dict(cfg['model']), cfg['data'])
-    spec = PairSpec(**{**asdict(spec), 'flip': False, 'gap_power': 0.0})   # as train.py validates
-    val = fixed_batch(list_clips(args.val_dir or cfg['val_dir']), spec, args.samples or cfg['val_samples'],
-                      seed=1234, pattern='mixed')
-    print('model | SMCVAE | flow-warp | Telea | blend  (failed-pixel PSNR, dB)')
+    # as train.py validates; the raw reference rides along (it draws no random numbers: same tiles)
+    spec = PairSpec(**{**asdict(spec), 'flip': False, 'gap_power': 0.0, 'ref_raw': True})
+    ref, dmg, tgt, mask = fixed_batch(list_clips(args.val_dir or cfg['val_dir']), spec,
+                                      args.samples or cfg['val_samples'], seed=1234, pattern='mixed')
+    copy = pooled_psnr(ref[:, 3:], tgt, dmg[:, 3:4])
+    print('model | SMCVAE | flow-warp | Telea | blend | copy  (failed-pixel PSNR, dB)')
     for path in args.models:
-        s = validate(load_model(path), val, torch.device('cpu'))
-        print(f"{path} | {s['smcvae']:.2f} | {s['flow']:.2f} | {s['telea']:.2f} | {s['blend']:.2f}", flush=True)
+        model = load_model(path)
+        s = validate(model, (ref[:, :model.cfg.ref_chans], dmg, tgt, mask), torch.device('cpu'))
+        print(f"{path} | {s['smcvae']:.2f} | {s['flow']:.2f} | {s['telea']:.2f} | {s['blend']:.2f} | {copy:.2f}",
+              flush=True)
     return 0
 
 

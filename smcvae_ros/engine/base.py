@@ -2,9 +2,10 @@
 
 A backend restores batches of model-size tiles:
     restore(ref, damaged, patch_mask) -> restored
-with ref (B,3,S,S) the aligned reference, damaged (B,4,S,S) the Telea-filled frame + failed-pixel
-channel, restored (B,3,S,S), float32 in [0,1], and patch_mask bool (B,N), True where a patch holds
-a failed pixel. Healthy pixels of `damaged` come back unchanged (the model's merge, eq. 16).
+with ref (B,3,S,S) the aligned reference ((B,6,S,S) for a `ref_raw` model: + the raw reference),
+damaged (B,4,S,S) the Telea-filled frame + failed-pixel channel, restored (B,3,S,S), float32 in
+[0,1], and patch_mask bool (B,N), True where a patch holds a failed pixel. Healthy pixels of
+`damaged` come back unchanged (the model's merge, eq. 16).
 """
 from __future__ import annotations
 
@@ -60,13 +61,15 @@ class Backend:
         cfg = read_model_config(self.model_path)
         self.img_size, self.patch_size = cfg['img_size'], cfg['patch_size']
         self.align = cfg.get('align', 'none')
+        self.ref_chans = 6 if cfg.get('ref_raw') else 3
 
     def restore(self, ref: np.ndarray, damaged: np.ndarray, patch_mask: np.ndarray) -> np.ndarray:
-        if ref.ndim != 4 or ref.shape[1] != 3 or damaged.shape != (ref.shape[0], 4) + ref.shape[2:]:
-            raise ValueError(f'ref {ref.shape} must be (B,3,S,S) and damaged {damaged.shape} (B,4,S,S)')
+        c = self.ref_chans
+        if ref.ndim != 4 or ref.shape[1] != c or damaged.shape != (ref.shape[0], 4) + ref.shape[2:]:
+            raise ValueError(f'ref {ref.shape} must be (B,{c},S,S) and damaged {damaged.shape} (B,4,S,S)')
         outs = [self._run(ref[i:i + self.max_batch], damaged[i:i + self.max_batch], patch_mask[i:i + self.max_batch])
                 for i in range(0, ref.shape[0], self.max_batch)]
-        return np.concatenate(outs) if outs else np.zeros_like(ref)
+        return np.concatenate(outs) if outs else np.zeros_like(damaged[:, :3])
 
     def restore_with_uncertainty(self, ref, damaged, patch_mask, samples: int):
         """(restored with Z = M, per-pixel variance (B,1,S,S) over `samples` latent samples);

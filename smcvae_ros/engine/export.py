@@ -50,7 +50,7 @@ class RestoreGraph(nn.Module):
 def example_inputs(cfg, batch: int = 2, sampling: bool = False, seed: int = 0) -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(seed)
     s, n = cfg.img_size, cfg.num_patches
-    ref, dmg = torch.rand(batch, 3, s, s, generator=g), torch.rand(batch, 4, s, s, generator=g)
+    ref, dmg = torch.rand(batch, cfg.ref_chans, s, s, generator=g), torch.rand(batch, 4, s, s, generator=g)
     dmg[:, 3] = (dmg[:, 3] < 0.3).float()
     mask = (torch.nn.functional.max_pool2d(dmg[:, 3:4], cfg.patch_size).flatten(1) > 0).float()
     return (ref, dmg, mask) + ((torch.randn(batch, 3, n, cfg.latent_dim, generator=g),) if sampling else ())
@@ -113,7 +113,7 @@ def verification_batch(cfg, clips: str | Path | None = None, n: int = 8, seed: i
     if root is not None and root.is_dir():
         from ..data.clips import list_clips
         from ..training.pairs import PairSpec, fixed_batch
-        spec = PairSpec(img_size=cfg.img_size, patch_size=cfg.patch_size, align=cfg.align)
+        spec = PairSpec(img_size=cfg.img_size, patch_size=cfg.patch_size, align=cfg.align, ref_raw=cfg.ref_raw)
         ref, dmg, _, mask = fixed_batch(list_clips(root), spec, n, seed, ratio=0.3, gap=3)
         return ref, dmg, mask.float(), 'real tiles from ' + str(root)
     if require_real:

@@ -54,10 +54,11 @@ def smoke_run(backend: Backend) -> None:
     s, n = backend.img_size, (backend.img_size // backend.patch_size) ** 2
     tile = np.full((1, 3, s, s), 0.5, np.float32)
     damaged = np.concatenate([tile, np.zeros((1, 1, s, s), np.float32)], axis=1)
+    ref = np.repeat(tile, backend.ref_chans // 3, axis=1)
     damaged[0, 3, :backend.patch_size, :backend.patch_size] = 1.0
     mask = np.zeros((1, n), bool)
     mask[0, 0] = True
-    out = backend.restore(tile, damaged, mask)
+    out = backend.restore(ref, damaged, mask)
     if out.shape != tile.shape or not np.isfinite(out).all():
         raise BackendError(f'{backend.describe()} smoke run gave {out.shape} / non-finite output')
 

@@ -35,12 +35,13 @@ def import_tensorrt():
     return trt
 
 
-def profile_shapes(profile: tuple[int, int, int], img_size: int, num_patches: int) -> dict[str, tuple]:
+def profile_shapes(profile: tuple[int, int, int], img_size: int, num_patches: int,
+                   ref_chans: int = 3) -> dict[str, tuple]:
     """Input name -> (min, opt, max) shapes of the optimization profile (batch dimension only varies)."""
     def shape(name, b):
         if name == 'patch_mask':
             return (b, num_patches)
-        return (b, 4 if name == 'damaged' else 3, img_size, img_size)
+        return (b, 4 if name == 'damaged' else ref_chans, img_size, img_size)
     return {n: tuple(shape(n, b) for b in profile) for n in INPUTS}
 
 
@@ -59,7 +60,8 @@ def keep_fp32_layers(trt, network) -> int:
 
 
 def build_engine(trt, onnx_path: str | Path, precision: str, profile: tuple[int, int, int], img_size: int,
-                 num_patches: int, workspace_mb: int = DEFAULT_WORKSPACE_MB, logger=None) -> bytes:
+                 num_patches: int, workspace_mb: int = DEFAULT_WORKSPACE_MB, logger=None,
+                 ref_chans: int = 3) -> bytes:
     """Serialized engine from the ONNX: FP16 (LayerNorm/softmax FP32) or FP32; FP32 I/O; batch profile."""
     if precision not in PRECISIONS:
         raise BackendError(f'precision must be one of {PRECISIONS}, got {precision!r}')
@@ -81,7 +83,7 @@ def build_engine(trt, onnx_path: str | Path, precision: str, profile: tuple[int,
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
         log.info('FP16 build: %d LayerNorm/softmax layers kept in FP32', keep_fp32_layers(trt, network))
     opt_profile = builder.create_optimization_profile()
-    for name, (lo, opt, hi) in profile_shapes(profile, img_size, num_patches).items():
+    for name, (lo, opt, hi) in profile_shapes(profile, img_size, num_patches, ref_chans).items():
         opt_profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(opt_profile)
     serialized = builder.build_serialized_network(network, config)
@@ -176,7 +178,8 @@ class TensorRTBackend(Backend):
         logger = trt.Logger(trt.Logger.WARNING)
 
         def build():
-            return build_engine(trt, onnx, precision, key.profile, self.img_size, n, workspace_mb, logger)
+            return build_engine(trt, onnx, precision, key.profile, self.img_size, n, workspace_mb, logger,
+                                ref_chans=self.ref_chans)
         cache = EngineCache(cache_dir)
         data, self.engine_status = load_or_build(trt, cache, Path(onnx).stem, key, build, force_engine_rebuild)
         self._runtime = trt.Runtime(logger)
@@ -194,7 +197,7 @@ class TensorRTBackend(Backend):
     def warmup(self) -> None:
         s, n = self.img_size, (self.img_size // self.patch_size) ** 2
         for b in sorted({1, self.max_batch}):
-            ref, damaged = np.zeros((b, 3, s, s), np.float32), np.ones((b, 4, s, s), np.float32)
+            ref, damaged = np.zeros((b, self.ref_chans, s, s), np.float32), np.ones((b, 4, s, s), np.float32)
             self._run(ref, damaged, np.ones((b, n), np.float32))
 
     def _run(self, ref, damaged, patch_mask):

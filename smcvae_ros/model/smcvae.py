@@ -14,6 +14,8 @@ the holes); X2 is the damaged frame with its holes Telea-filled (`fill: telea`; 
 `fill: none`) plus the failed-pixel channel. The decoder predicts, per pixel, a confidence gate
 g between the two cues and a residual: pred = g * X1 + (1 - g) * fill + O (`gate: true`; with
 `gate: false` pred = X1 + O). Both heads start at zero, i.e. at the plain mean of the cues.
+With `ref_raw: true` the unwarped reference is a third cue: X1 also holds it and its agreement with
+the fill, and the gate is a softmax over (aligned reference, raw reference, fill) per pixel.
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ from .vit import Block, ViTEncoder, init_weights
 PIXEL_MEAN = 0.45
 PIXEL_STD = 0.25
 AGREEMENT_SCALE = 0.1
+RAW_GATE_INIT = -4.0   # raw-reference gate logit bias when widening a model without it (softmax weight ~2 %)
 
 
 @dataclass
@@ -50,6 +53,7 @@ class SMCVAEConfig:
     align: str = 'flow'         # reference input: flow (motion-aligned, restoration.align) | none (raw)
     fill: str = 'telea'         # damaged input's holes: telea (spatial fill) | none (zeros)
     gate: bool = True           # learned per-pixel confidence between aligned reference and fill
+    ref_raw: bool = False       # also feed the unwarped reference (ref input (B,6,S,S)); needs gate
     beta: float = 0.01
 
     def __post_init__(self):
@@ -60,11 +64,23 @@ class SMCVAEConfig:
                               ('fill', ('none', 'telea'))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f'{name} must be one of {allowed}, got {getattr(self, name)!r}')
+        if self.ref_raw and not (self.gate and self.align == 'flow'):
+            raise ValueError('ref_raw needs gate: true and align: flow')
 
     @property
     def grid(self) -> tuple[int, int]:
         g = self.img_size // self.patch_size
         return g, g
+
+    @property
+    def ref_chans(self) -> int:
+        """Channels of the `ref` input: the aligned reference (+ the raw reference)."""
+        return self.in_chans * (2 if self.ref_raw else 1)
+
+    @property
+    def stream_chans(self) -> int:
+        """Channels of each encoder stream (see SMCVAE.streams)."""
+        return (self.in_chans + 1) * (2 if self.ref_raw else 1)
 
     @property
     def num_patches(self) -> int:
@@ -98,7 +114,7 @@ class SMCVAE(nn.Module):
         self.dec_blocks = nn.ModuleList(Block(dd, cfg.dec_heads, cfg.mlp_ratio) for _ in range(cfg.dec_depth))
         self.dec_norm = nn.LayerNorm(dd)
         self.head = nn.Linear(dd, pp * cfg.in_chans)                           # W_o, B_o: residual
-        self.gate = nn.Linear(dd, pp) if cfg.gate else None                    # per-pixel cue confidence
+        self.gate = nn.Linear(dd, pp * (2 if cfg.ref_raw else 1)) if cfg.gate else None  # per-pixel cue confidence
         init_weights(self)
         nn.init.normal_(self.mask_token, std=0.02)
         nn.init.normal_(self.dec_pos, std=0.02)
@@ -109,15 +125,19 @@ class SMCVAE(nn.Module):
 
     # --- pieces -------------------------------------------------------------------------------
     def streams(self, ref: torch.Tensor, damaged: torch.Tensor):
-        """ref (B,3,S,S) aligned reference, damaged (B,4,S,S) = fill RGB + failed pixels, in [0,1]
-        -> normalized encoder inputs X1, X2 (B,4,S,S) each, the failed-pixel map (B,1,S,S) and
-        the normalized fill (B,3,S,S)."""
+        """ref (B,3,S,S) aligned reference (B,6,S,S with `ref_raw`: + the raw reference), damaged
+        (B,4,S,S) = fill RGB + failed pixels, in [0,1] -> normalized encoder inputs X1 = [reference,
+        agreement with the fill] per reference cue, X2 = [fill, failed] (zero-padded to X1's channels),
+        the failed-pixel map (B,1,S,S), the normalized reference cue(s) and the normalized fill."""
         fill, failed = damaged[:, :3], damaged[:, 3:4]
         if self.cfg.fill == 'none':
             fill = fill * (1 - failed)
-        agree = torch.exp(-(ref - fill).abs().mean(1, keepdim=True) / AGREEMENT_SCALE)
+        cues = ref.split(3, dim=1)
+        agree = [torch.exp(-(r - fill).abs().mean(1, keepdim=True) / AGREEMENT_SCALE) for r in cues]
         ref_n, fill_n = (ref - PIXEL_MEAN) / PIXEL_STD, (fill - PIXEL_MEAN) / PIXEL_STD
-        return torch.cat([ref_n, agree], 1), torch.cat([fill_n, failed], 1), failed, ref_n, fill_n
+        x1 = torch.cat([t for r, a in zip(ref_n.split(3, dim=1), agree) for t in (r, a)], 1)
+        x2 = torch.cat([fill_n, failed] + [torch.zeros_like(x1[:, 4:])] * (len(cues) > 1), 1)
+        return x1, x2, failed, ref_n, fill_n
 
     def encode(self, x1: torch.Tensor, x2: torch.Tensor, patch_mask: torch.Tensor):
         """Shared-weight encoder over both streams -> U1, U2 (B,N,D) with the mask token added at
@@ -140,12 +160,17 @@ class SMCVAE(nn.Module):
             v = blk(v)
         v = self.dec_norm(v)
         p, c = self.cfg.patch_size, self.cfg.in_chans
-        ref_p, fill_p = patchify(ref_n, p), patchify(fill_n, p)
+        ref_p, fill_p = patchify(ref_n[:, :c], p), patchify(fill_n, p)
         if self.gate is None:
             base = ref_p
-        else:
+        elif not self.cfg.ref_raw:
             g = torch.sigmoid(self.gate(v)).repeat_interleave(c, dim=-1)  # (B,N,P*P) -> per channel
             base = fill_p + g * (ref_p - fill_p)
+        else:  # softmax over (aligned, raw, fill) with the fill's logit fixed at 0
+            a, b = self.gate(v).chunk(2, dim=-1)                            # (B,N,P*P) each
+            w = torch.stack([a, b, torch.zeros_like(a)]).softmax(0).repeat_interleave(c, dim=-1)
+            raw_p = patchify(ref_n[:, c:], p)
+            base = fill_p + w[0] * (ref_p - fill_p) + w[1] * (raw_p - fill_p)
         return base + self.head(v)
 
     def restore(self, ref: torch.Tensor, damaged: torch.Tensor, patch_mask: torch.Tensor,

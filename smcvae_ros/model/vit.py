@@ -78,7 +78,7 @@ class ViTEncoder(nn.Module):
 
     def __init__(self, cfg, grid: tuple[int, int]):
         super().__init__()
-        self.stem = PatchStem(cfg.stem, cfg.in_chans + 1, cfg.enc_dim, cfg.patch_size)
+        self.stem = PatchStem(cfg.stem, cfg.stream_chans, cfg.enc_dim, cfg.patch_size)
         self.register_buffer('pos_embed', sincos_pos_embed(cfg.enc_dim, *grid), persistent=False)
         self.blocks = nn.ModuleList(Block(cfg.enc_dim, cfg.enc_heads, cfg.mlp_ratio) for _ in range(cfg.enc_depth))
         self.norm = nn.LayerNorm(cfg.enc_dim)

@@ -23,7 +23,7 @@ from .masks import failure_components
 @dataclass
 class TileSet:
     origins: list[tuple[int, int]]  # (y0, x0) of each tile in the (padded) frame
-    ref: np.ndarray                 # (n,3,S,S) float32 aligned reference
+    ref: np.ndarray                 # (n,3,S,S) float32 aligned reference (n,6,S,S: + raw reference)
     damaged: np.ndarray             # (n,4,S,S) float32 fill + failed pixels
     patch_mask: np.ndarray          # (n,N) bool, patches holding a failed pixel
     box: tuple[slice, slice]        # frame region the tiles cover (clipped to the frame)
@@ -92,15 +92,18 @@ def _pad(a: np.ndarray, size: int) -> np.ndarray:
     return np.pad(a, pad, mode='reflect' if min(h, w) > 1 else 'edge')
 
 
-def plan_tiles(cues: Cues, failed: np.ndarray, size: int, patch: int, overlap: int) -> TileSet:
-    """Tiles (model inputs) over the failed pixels of one frame."""
+def plan_tiles(cues: Cues, failed: np.ndarray, size: int, patch: int, overlap: int,
+               raw: np.ndarray | None = None) -> TileSet:
+    """Tiles (model inputs) over the failed pixels of one frame; `raw` (the unwarped reference) is
+    stacked after the aligned one in each tile's `ref` for a model with `ref_raw`."""
     if not 0 <= overlap < size // 2:
         raise ValueError(f'tile_overlap must be in [0, {size // 2}), got {overlap}')
     h, w = failed.shape
     warped, fill, fail = (_pad(a, size) for a in (cues.warped, cues.fill, failed))
     origins = tile_origins(fail, size, overlap)
     crop = lambda a: np.stack([a[y:y + size, x:x + size] for y, x in origins])  # noqa: E731
-    ref = crop(warped).transpose(0, 3, 1, 2).astype(np.float32) / 255.0
+    ref = crop(warped if raw is None else np.dstack([warped, _pad(raw, size)]))
+    ref = ref.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
     f = crop(fail)
     damaged = np.concatenate([crop(fill).transpose(0, 3, 1, 2).astype(np.float32) / 255.0,
                               f[:, None].astype(np.float32)], axis=1)

@@ -30,6 +30,7 @@ class PairSpec:
     scale: tuple[float, float] = (0.5, 1.0)
     flip: bool = True
     align: str = 'flow'
+    ref_raw: bool = False        # tiles' 'ref' also holds the unwarped reference (S,S,6)
     tiles_per_frame: int = 12
     shuffle_buffer: int = 384
     clip_weight: str = 'frames'  # P(clip): 'frames' (by length) | 'uniform' (every clip alike: short drives count)
@@ -54,7 +55,8 @@ def frame_tiles(ref: np.ndarray, target: np.ndarray, spec: PairSpec, rng: np.ran
                 ratio: float | None = None, pattern: str | None = None, scale: float | None = None) -> list[dict]:
     """Damage one frame pair, compute its cues, cut `tiles_per_frame` tiles holding failed pixels.
 
-    Each tile: 'ref' (S,S,3) aligned reference, 'damaged' (S,S,4) fill + failed (0/255),
+    Each tile: 'ref' (S,S,3) aligned reference (S,S,6 with spec.ref_raw: + the raw reference),
+    'damaged' (S,S,4) fill + failed (0/255),
     'target' (S,S,3), all uint8."""
     s = spec.img_size
     sc = float(rng.uniform(*spec.scale)) if scale is None else scale
@@ -79,7 +81,8 @@ def frame_tiles(ref: np.ndarray, target: np.ndarray, spec: PairSpec, rng: np.ran
         y0 = int(np.clip(ys[k] - rng.integers(0, s), 0, h - s))
         x0 = int(np.clip(xs[k] - rng.integers(0, s), 0, w - s))
         win = (slice(y0, y0 + s), slice(x0, x0 + s))
-        t = {'ref': aligned[win], 'damaged': np.dstack([fill[win], failed[win].astype(np.uint8) * 255]),
+        t = {'ref': np.dstack([aligned[win], ref[win]]) if spec.ref_raw else aligned[win],
+             'damaged': np.dstack([fill[win], failed[win].astype(np.uint8) * 255]),
              'target': target[win]}
         if spec.flip and rng.random() < 0.5:
             t = {k2: v[:, ::-1] for k2, v in t.items()}
