@@ -124,7 +124,7 @@ def run_one(variant: str, model: Path, iters: int, warmup: int, batches: list[in
     s, n = backend.img_size, (backend.img_size // backend.patch_size) ** 2
     rng = np.random.default_rng(0)
     for b in batches:
-        ref, dmg = rng.random((b, 3, s, s), np.float32), rng.random((b, 4, s, s), np.float32)
+        ref, dmg = rng.random((b, backend.ref_chans, s, s), np.float32), rng.random((b, 4, s, s), np.float32)
         dmg[:, 3] = dmg[:, 3] < 0.3                        # failed-pixel channel
         mask = dmg[:, 3].reshape(b, -1, backend.patch_size, s // backend.patch_size, backend.patch_size)
         mask = mask.any(axis=(2, 4)).reshape(b, n).astype(np.float32)

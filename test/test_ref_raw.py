@@ -114,3 +114,10 @@ def test_an_export_from_before_the_key_matches_a_config_without_the_raw_referenc
     from smcvae_ros.engine.graph import config_mismatch
     assert config_mismatch({'enc_dim': 32}, {'enc_dim': 32, 'ref_raw': False}) == ''
     assert 'ref_raw' in config_mismatch({'enc_dim': 32}, {'enc_dim': 32, 'ref_raw': True})
+
+
+def test_tensorrt_profile_takes_the_six_channel_reference():
+    from smcvae_ros.engine.tensorrt_backend import profile_shapes
+    shapes = profile_shapes((1, 32, 32), 64, 64, ref_chans=6)
+    assert shapes['ref'] == ((1, 6, 64, 64), (32, 6, 64, 64), (32, 6, 64, 64))
+    assert shapes['damaged'][0] == (1, 4, 64, 64)
