@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import asdict
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from smcvae_ros.data.clips import list_clips  # noqa: E402
 from smcvae_ros.model import load_model  # noqa: E402
 from smcvae_ros.model.smcvae import SMCVAEConfig  # noqa: E402
-from smcvae_ros.training.pairs import PairSpec, fixed_batch  # noqa: E402
 from smcvae_ros.training.tile_metrics import pooled_psnr  # noqa: E402
-from smcvae_ros.training.train import load_config, pair_spec, validate  # noqa: E402
+from smcvae_ros.training.train import load_config, pair_spec, validate, validation_batch  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -32,11 +30,9 @@ def main(argv=None) -> int:
     ap.add_argument('--samples', type=int, help='default: the config\'s val_samples')
     args = ap.parse_args(argv)
     cfg = load_config(args.config, [])
-    spec = pair_spec(SMCVAEConfig.from_dict(cfg['model']), cfg['data'])
-    # as train.py validates; the raw reference rides along (it draws no random numbers: same tiles)
-    spec = PairSpec(**{**asdict(spec), 'flip': False, 'gap_power': 0.0, 'ref_raw': True})
-    ref, dmg, tgt, mask = fixed_batch(list_clips(args.val_dir or cfg['val_dir']), spec,
-                                      args.samples or cfg['val_samples'], seed=1234, pattern='mixed')
+    # the raw reference rides along for every model (it draws no random numbers: the same tiles)
+    spec = replace(pair_spec(SMCVAEConfig.from_dict(cfg['model']), cfg['data']), ref_raw=True)
+    ref, dmg, tgt, mask = validation_batch(spec, args.val_dir or cfg['val_dir'], args.samples or cfg['val_samples'])
     copy = pooled_psnr(ref[:, 3:], tgt, dmg[:, 3:4])
     print('model | SMCVAE | flow-warp | Telea | blend | copy  (failed-pixel PSNR, dB)')
     for path in args.models:

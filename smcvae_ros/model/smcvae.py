@@ -136,7 +136,8 @@ class SMCVAE(nn.Module):
         agree = [torch.exp(-(r - fill).abs().mean(1, keepdim=True) / AGREEMENT_SCALE) for r in cues]
         ref_n, fill_n = (ref - PIXEL_MEAN) / PIXEL_STD, (fill - PIXEL_MEAN) / PIXEL_STD
         x1 = torch.cat([t for r, a in zip(ref_n.split(3, dim=1), agree) for t in (r, a)], 1)
-        x2 = torch.cat([fill_n, failed] + [torch.zeros_like(x1[:, 4:])] * (len(cues) > 1), 1)
+        pad = [torch.zeros_like(x1[:, 4:])] if len(cues) > 1 else []     # X2 to X1's channel count
+        x2 = torch.cat([fill_n, failed, *pad], 1)
         return x1, x2, failed, ref_n, fill_n
 
     def encode(self, x1: torch.Tensor, x2: torch.Tensor, patch_mask: torch.Tensor):

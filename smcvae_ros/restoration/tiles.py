@@ -102,7 +102,7 @@ def plan_tiles(cues: Cues, failed: np.ndarray, size: int, patch: int, overlap: i
     warped, fill, fail = (_pad(a, size) for a in (cues.warped, cues.fill, failed))
     origins = tile_origins(fail, size, overlap)
     crop = lambda a: np.stack([a[y:y + size, x:x + size] for y, x in origins])  # noqa: E731
-    ref = crop(warped if raw is None else np.dstack([warped, _pad(raw, size)]))
+    ref = crop(warped) if raw is None else np.concatenate([crop(warped), crop(_pad(raw, size))], axis=3)
     ref = ref.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
     f = crop(fail)
     damaged = np.concatenate([crop(fill).transpose(0, 3, 1, 2).astype(np.float32) / 255.0,

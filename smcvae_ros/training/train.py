@@ -165,6 +165,12 @@ def load_checkpoint(path: Path, model: SMCVAE, opt: torch.optim.Optimizer) -> tu
     return meta['step'], meta['best']
 
 
+def validation_batch(spec: PairSpec, val_dir, n: int) -> tuple[torch.Tensor, ...]:
+    """The fixed val tiles a run selects on: `spec` unflipped, gaps uniform, mixed failures, seed 1234."""
+    val_spec = PairSpec(**{**asdict(spec), 'flip': False, 'gap_power': 0.0})
+    return fixed_batch(list_clips(val_dir), val_spec, n, seed=1234, pattern='mixed')
+
+
 @torch.no_grad()
 def validate(model: SMCVAE, val: tuple[torch.Tensor, ...], device: torch.device) -> dict[str, float]:
     """Failed-pixel PSNR (pooled) of the model and of the cues it starts from on the fixed val tiles
@@ -214,8 +220,7 @@ def train(cfg: dict) -> Path:
     D.check_same('the resumed step', step, d)
     ddp = D.wrap(model, d)          # forward/backward through DDP; `model` is the same parameters
     if d.is_main:
-        val_spec = PairSpec(**{**asdict(spec), 'flip': False, 'gap_power': 0.0})
-        val = fixed_batch(list_clips(cfg['val_dir']), val_spec, cfg['val_samples'], seed=1234, pattern='mixed')
+        val = validation_batch(spec, cfg['val_dir'], cfg['val_samples'])
     all_clips = [c for c in list_clips(cfg['train_dir']) if c.name not in set(cfg['holdout_clips'])]
     train_clips = D.shard(all_clips, d)
     if d.is_main:
