@@ -254,8 +254,8 @@ def test_play_record_roundtrip(tmp_path, small_bag):
     recorder = subprocess.Popen(_cli('bag-record', str(rec), '--topics', '/cam_front/image_raw', '--count', '8',
                                      '--wait', '30'), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        player = subprocess.Popen(_cli('bag-play', str(small_bag), '--rate', '2', '--wait-for-subscribers', '30'), stdout=subprocess.PIPE,
-                                  stderr=subprocess.STDOUT, text=True)
+        player = subprocess.Popen(_cli('bag-play', str(small_bag), '--rate', '2', '--wait-for-subscribers', '30'),
+                                  stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         out, _ = player.communicate(timeout=60)
         assert player.returncode == 0, out
         assert 'published /cam_front/image_raw: 8' in out

@@ -175,7 +175,8 @@ def test_play_and_record_compressed_topic(raw_and_compressed_bags, tmp_path):
     recorder = subprocess.Popen([*cli, 'bag-record', str(rec), '--topics', CAM, '--count', '12', '--wait', '30'],
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        player = subprocess.run([*cli, 'bag-play', str(bag), '--rate', '4', '--wait-for-subscribers', '30'], capture_output=True, text=True, timeout=90)
+        player = subprocess.run([*cli, 'bag-play', str(bag), '--rate', '4', '--wait-for-subscribers', '30'],
+                                capture_output=True, text=True, timeout=90)
         assert player.returncode == 0 and f'published {CAM}: 12' in player.stdout, player.stdout + player.stderr
         out, _ = recorder.communicate(timeout=30)
         assert recorder.returncode == 0, out
