@@ -4,13 +4,15 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from ros_helpers import NodeProcess, damage, running_node, send, settled_status
 
 from smcvae_ros.data.clips import read_rgb
-from smcvae_ros.engine import create_backend
-from smcvae_ros.engine.graph import META_MODEL_CONFIG, ModelConfigMismatch, ensure_onnx, onnx_metadata
+from smcvae_ros.engine import create_backend, resolve_model
+from smcvae_ros.engine.graph import (META_MODEL_CONFIG, META_SAMPLING, META_WEIGHTS_SHA, ModelConfigMismatch,
+                                     ensure_onnx, file_sha256, onnx_metadata)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -77,3 +79,27 @@ def test_json_onnx_disagreement_is_a_startup_error(disagreeing_model, shipped_mo
     finally:
         node.stop()
     assert rc == 1 and 'cannot start' in node.log() and 'disagrees with' in node.log(), node.log()
+
+
+def test_every_shipped_model_has_current_onnx_files(shipped_model):
+    """Each shipped weights file has its JSON and both ONNX graphs, exported from exactly these weights
+    and this JSON (a stale file would be re-exported or refused at start-up)."""
+    models = sorted(shipped_model.parent.glob('*.safetensors'))
+    assert shipped_model in models
+    for weights in models:
+        cfg = json.loads(weights.with_suffix('.json').read_text())['model']
+        for graph, sampling in ((weights.with_suffix('.onnx'), '0'), (weights.with_suffix('.sampling.onnx'), '1')):
+            meta = onnx_metadata(graph)
+            assert meta[META_WEIGHTS_SHA] == file_sha256(weights), graph
+            assert json.loads(meta[META_MODEL_CONFIG]) == cfg, graph
+            assert meta[META_SAMPLING] == sampling, graph
+
+
+def test_model_path_names_a_shipped_model_or_a_file(shipped_model, tmp_path, monkeypatch):
+    assert resolve_model('') == resolve_model(None) == shipped_model
+    assert resolve_model(shipped_model.name) == shipped_model         # a bare shipped name
+    own = tmp_path / 'mine.safetensors'
+    assert resolve_model(own) == resolve_model(str(own)) == own        # a path stays a path
+    monkeypatch.chdir(tmp_path)
+    own.write_bytes(b'')
+    assert resolve_model('mine.safetensors') == Path('mine.safetensors')   # a file here wins

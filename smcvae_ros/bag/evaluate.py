@@ -181,7 +181,7 @@ def parse_ratios(text: str | None) -> list[float]:
 
 
 def run(args) -> int:
-    from ..engine import create_backend, default_model_path
+    from ..engine import create_backend, resolve_model
     from .report import (markdown_table, plot_psnr_over_time, plot_psnr_vs_ratio, summarize_by_camera,
                          write_reports)
     out_dir = Path(args.out_dir)
@@ -194,7 +194,7 @@ def run(args) -> int:
         FailureSchedule('/check', cfg.seed, cfg.ratio, cfg.pattern)  # argument errors before loading a model
     except ValueError as e:
         raise BagError(str(e)) from e
-    model = Path(args.model) if args.model else default_model_path()
+    model = resolve_model(args.model)
     if not model.is_file():
         raise BagError(f'model not found: {model} (pass --model)')
     backend, notes = create_backend(args.backend, model, args.device)

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from ..data.clips import SHARED_VAL, list_clips
-from ..engine.base import default_model_path
+from ..engine.base import resolve_model
 from ..evaluation.metrics import psnr
 from ..restoration.frames import rois_to_mask
 from ..restoration.masks import random_rois
@@ -72,7 +72,7 @@ def run(args) -> int:
     from ..ros.env import ros_env
     from .harness import Client, NodeProcess, image_msg
     from ..ros.messages import image_msg_to_array
-    model = Path(args.model) if args.model else default_model_path()
+    model = resolve_model(args.model)
     if not model.is_file():
         print(f'model not found: {model} (the shipped model; pass --model PATH)')
         return 2

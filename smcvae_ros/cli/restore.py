@@ -93,11 +93,11 @@ def restore_files(jobs, restorer) -> list[tuple[Path, str, int]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine import create_backend, default_model_path
+    from ..engine import create_backend, resolve_model
     from ..restoration import RestorationSettings, Restorer
     try:
         jobs = plan(Path(args.ref), Path(args.frame), Path(args.mask), Path(args.out))
-        model = Path(args.model) if args.model else default_model_path()
+        model = resolve_model(args.model)
         if not model.is_file():
             raise RestoreError(f'model not found: {model}')
         backend, notes = create_backend(args.backend, model, args.device, fallback=args.backend == 'auto')

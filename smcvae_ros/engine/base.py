@@ -33,18 +33,31 @@ def read_model_config(model_path: str | Path) -> dict:
     return json.loads(cfg.read_text())['model']
 
 
-def default_model_path() -> Path:
-    """The shipped model: ./models next to the package (source tree) or share/smcvae_ros/models."""
-    candidates = [PACKAGE_MODELS / DEFAULT_MODEL_NAME]
+def default_model_path(name: str = DEFAULT_MODEL_NAME) -> Path:
+    """A shipped model by file name: ./models next to the package (source tree) or
+    share/smcvae_ros/models."""
+    candidates = [PACKAGE_MODELS / name]
     try:
         from ament_index_python.packages import get_package_share_directory
-        candidates.append(Path(get_package_share_directory('smcvae_ros')) / 'models' / DEFAULT_MODEL_NAME)
+        candidates.append(Path(get_package_share_directory('smcvae_ros')) / 'models' / name)
     except Exception:  # noqa: BLE001 - not installed as an ament package
         pass
     for c in candidates:
         if c.is_file():
             return c
     return candidates[0]
+
+
+def resolve_model(model: str | Path | None) -> Path:
+    """The weights a `model_path` / `--model` value names: '' or None = the default shipped model; a
+    bare file name that is not a file here (`smcvae_tile64_small.safetensors`) = that shipped model;
+    anything else = that path."""
+    if not model:
+        return default_model_path()
+    path = Path(model)
+    if path.name == str(model) and not path.is_file():
+        return default_model_path(path.name)
+    return path
 
 
 class Backend:

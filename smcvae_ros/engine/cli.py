@@ -3,16 +3,15 @@ from __future__ import annotations
 
 import logging
 import sys
-from pathlib import Path
 
-from .base import MAX_BATCH, BackendError, default_model_path
+from .base import MAX_BATCH, BackendError, resolve_model
 
 
 def run_export(args) -> int:
     from ..data.clips import SHARED_VAL
     from .export import export_onnx
     from .graph import onnx_metadata
-    model = Path(args.model) if args.model else default_model_path()
+    model = resolve_model(args.model)
     clips = args.clips or (SHARED_VAL if SHARED_VAL.is_dir() else None)
     try:
         out = export_onnx(model, args.out, opset=args.opset, sampling=args.sampling, check=True,
@@ -29,7 +28,7 @@ def run_export(args) -> int:
 
 def run_build_engine(args) -> int:
     from .tensorrt_backend import TensorRTBackend
-    model = Path(args.model) if args.model else default_model_path()
+    model = resolve_model(args.model)
     try:
         backend = TensorRTBackend(model, precision=args.precision, max_batch=args.max_batch,
                                   engine_cache_dir=args.cache_dir, force_engine_rebuild=args.force,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Backend, BackendError, default_model_path
+from .base import Backend, BackendError, resolve_model
 from .graph import ModelConfigMismatch, check_model_files
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def create_backend(name: str = 'auto', model_path: str | Path | None = None, dev
 
     Returns (backend, notes) where notes lists every failure reason (for logs and diagnostics).
     """
-    model_path = Path(model_path) if model_path else default_model_path()
+    model_path = resolve_model(model_path)
     if not model_path.is_file():
         raise BackendError(f'model weights not found: {model_path}')
     check_model_files(model_path)  # a JSON that disagrees with its ONNX is an error, never a fallback

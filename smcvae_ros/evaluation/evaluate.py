@@ -218,8 +218,8 @@ def _ints(s: str) -> tuple[int, ...]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..engine.base import default_model_path
-    model = Path(args.model) if args.model else default_model_path()
+    from ..engine.base import resolve_model
+    model = resolve_model(args.model)
     if not model.is_file():
         raise SystemExit(f'error: model not found: {model}')
     if not Path(args.clips).is_dir():

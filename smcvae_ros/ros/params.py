@@ -42,7 +42,8 @@ PARAMS: tuple[Param, ...] = (
           'DiagnosticArray with one status per camera (hardware_id = image topic or its namespace); '
           'WARN/ERROR + KeyValue failed_rois="x,y,w,h;..." (at most 256 rectangles, 8192 characters) marks regions '
           'failed, WARN/ERROR without it a failure that is passed through, STALE the whole frame, OK clears.'),
-    Param('model_path', '', "SMCVAE weights (.safetensors, JSON config beside it); '' = the shipped model."),
+    Param('model_path', '', "SMCVAE weights (.safetensors, JSON config beside it); '' = the shipped model, a "
+          "bare file name = that shipped model."),
     Param('backend', 'auto', 'Inference backend; falls back along the auto order if it cannot load.',
           choices=BACKENDS),
     Param('device', 'auto', "'auto', 'cpu', 'cuda' or 'cuda:N'."),
