@@ -11,8 +11,8 @@ from ros_helpers import NodeProcess, damage, running_node, send, settled_status
 
 from smcvae_ros.data.clips import read_rgb
 from smcvae_ros.engine import create_backend, resolve_model
-from smcvae_ros.engine.graph import (META_MODEL_CONFIG, META_SAMPLING, META_WEIGHTS_SHA, ModelConfigMismatch,
-                                     ensure_onnx, file_sha256, onnx_metadata)
+from smcvae_ros.engine.graph import (META_MODEL_CONFIG, META_SAMPLING, ModelConfigMismatch, check_onnx, ensure_onnx,
+                                     onnx_metadata, onnx_path_for)
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -88,11 +88,12 @@ def test_every_shipped_model_has_current_onnx_files(shipped_model):
     assert shipped_model in models
     for weights in models:
         cfg = json.loads(weights.with_suffix('.json').read_text())['model']
-        for graph, sampling in ((weights.with_suffix('.onnx'), '0'), (weights.with_suffix('.sampling.onnx'), '1')):
+        for sampling in (False, True):
+            graph = onnx_path_for(weights, sampling)
+            assert check_onnx(graph, weights), graph                     # these weights (sha256), this JSON
             meta = onnx_metadata(graph)
-            assert meta[META_WEIGHTS_SHA] == file_sha256(weights), graph
-            assert json.loads(meta[META_MODEL_CONFIG]) == cfg, graph
-            assert meta[META_SAMPLING] == sampling, graph
+            assert json.loads(meta[META_MODEL_CONFIG]) == cfg, graph     # and the JSON exactly, key for key
+            assert meta[META_SAMPLING] == str(int(sampling)), graph
 
 
 def test_model_path_names_a_shipped_model_or_a_file(shipped_model, tmp_path, monkeypatch):
