@@ -34,6 +34,7 @@ class PairSpec:
     tiles_per_frame: int = 12
     shuffle_buffer: int = 384
     clip_weight: str = 'frames'  # P(clip): 'frames' (by length) | 'uniform' (every clip alike: short drives count)
+    camera_aug: float = 0.0      # P(a pair is re-rendered as another camera would see it): see camera_look
 
 
 def pick_pair(clips: list[Clip], spec: PairSpec, rng: np.random.Generator, gap: int | None = None):
@@ -51,6 +52,30 @@ def pick_pair(clips: list[Clip], spec: PairSpec, rng: np.random.Generator, gap: 
     return clip.read(t - g), clip.read(t)
 
 
+def camera_look(ref: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The pair as another camera would record it: a global gain and gamma (the target's exposure
+    a few % off the reference's, as auto-exposure drifts), sometimes a slight blur, sometimes JPEG
+    re-encoding, sometimes gray. Everything but the exposure drift is the same for both frames."""
+    gamma, gain = rng.uniform(0.7, 1.4), rng.uniform(0.6, 1.2)
+    drift = 1.0 + rng.normal(0.0, 0.03)
+    sigma = rng.uniform(0.3, 1.0) if rng.random() < 0.3 else 0.0
+    quality = int(rng.integers(50, 96)) if rng.random() < 0.4 else 0
+    gray = rng.random() < 0.15
+    x = np.arange(256, dtype=np.float32) / 255.0
+
+    def render(img, g):
+        lut = np.clip(np.rint(255.0 * g * x ** gamma), 0, 255).astype(np.uint8)
+        img = cv2.LUT(img, lut)
+        if sigma:
+            img = cv2.GaussianBlur(img, (0, 0), sigma)
+        if gray:
+            img = cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+        if quality:
+            img = cv2.imdecode(cv2.imencode('.jpg', img, [cv2.IMWRITE_JPEG_QUALITY, quality])[1], cv2.IMREAD_UNCHANGED)
+        return img
+    return render(ref, gain), render(target, gain * drift)
+
+
 def frame_tiles(ref: np.ndarray, target: np.ndarray, spec: PairSpec, rng: np.random.Generator,
                 ratio: float | None = None, pattern: str | None = None, scale: float | None = None) -> list[dict]:
     """Damage one frame pair, compute its cues, cut `tiles_per_frame` tiles holding failed pixels.
@@ -59,6 +84,8 @@ def frame_tiles(ref: np.ndarray, target: np.ndarray, spec: PairSpec, rng: np.ran
     'damaged' (S,S,4) fill + failed (0/255),
     'target' (S,S,3), all uint8."""
     s = spec.img_size
+    if spec.camera_aug and rng.random() < spec.camera_aug:
+        ref, target = camera_look(ref, target, rng)
     sc = float(rng.uniform(*spec.scale)) if scale is None else scale
     h, w = target.shape[:2]
     sc = max(sc, s / min(h, w))
