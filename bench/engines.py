@@ -23,6 +23,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from smcvae_ros.engine.base import default_model_path, resolve_model  # noqa: E402
 
 # name -> (create_backend name, device, precision)
 VARIANTS = {'torch-cpu': ('torch', 'cpu', 'fp32'), 'onnxruntime-cpu': ('onnxruntime', 'cpu', 'fp32'),
@@ -48,7 +49,6 @@ def available_variants() -> list[str]:
 
 def default_size_model(out_dir: Path) -> Path:
     """The shipped model if present, else a random SMCVAEConfig() model (same size, same cost)."""
-    from smcvae_ros.engine.base import default_model_path
     if default_model_path().is_file():
         return default_model_path()
     import torch
@@ -179,10 +179,11 @@ def main(argv=None) -> int:
     batches = [int(b) for b in args.batches.split(',')]
     patterns = [p for p in args.patterns.split(',') if p]
     if args.one:
-        print(json.dumps(run_one(args.one, Path(args.model), args.iters, args.warmup, batches, patterns, args.threads)))
+        res = run_one(args.one, resolve_model(args.model), args.iters, args.warmup, batches, patterns, args.threads)
+        print(json.dumps(res))
         return 0
     tmp = tempfile.TemporaryDirectory()
-    model = Path(args.model) if args.model else default_size_model(Path(tmp.name))
+    model = resolve_model(args.model) if args.model else default_size_model(Path(tmp.name))
     variants = args.backends.split(',') if args.backends else available_variants()
     results = []
     for v in variants:

@@ -25,7 +25,7 @@ from smcvae_ros.cli import add_process_scale
 from smcvae_ros.cli.harness import Client, NodeProcess, image_msg
 from smcvae_ros.data.clips import SHARED_VAL
 from smcvae_ros.engine import create_backend
-from smcvae_ros.engine.base import default_model_path, read_model_config
+from smcvae_ros.engine.base import read_model_config, resolve_model
 from smcvae_ros.evaluation.baselines import blend, flow_warp
 from smcvae_ros.evaluation.metrics import psnr
 from smcvae_ros.restoration import RestorationSettings, Restorer, rois_to_mask
@@ -120,7 +120,7 @@ def main() -> int:
         return 0
     ros_env()
     w, h = (int(v) for v in args.size.split('x'))
-    model = Path(args.model) if args.model else default_model_path()
+    model = resolve_model(args.model)
     read_model_config(model)  # fail early on a bad model path
     source, frames = load_frames(max(2, args.frames // 2 + 1), w, h)
     relay = subprocess.Popen([sys.executable, __file__, '--relay'])

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from smcvae_ros.restoration.frames import rois_to_mask
-from smcvae_ros.engine.base import default_model_path
+from smcvae_ros.engine.base import resolve_model
 from smcvae_ros.restoration.masks import random_rois
 from smcvae_ros.cli.harness import Client, NodeProcess, image_msg, stamp_key
 from smcvae_ros.ros.env import ros_env
@@ -45,7 +45,7 @@ def main() -> int:
     args = ap.parse_args()
     ros_env()
     w, h = (int(v) for v in args.size.split('x'))
-    model = Path(args.model) if args.model else default_model_path()
+    model = resolve_model(args.model)
     topics = [f'/soak{i}/image_raw' for i in range(args.cameras)]
     outs = [output_topic(t, 'image_restored') for t in topics]
     frames = generate_sequence(4, w, h, seed=3)

@@ -67,9 +67,10 @@ def main(argv=None) -> int:
 
     import torch
 
-    from smcvae_ros.engine import create_backend, default_model_path
+    from smcvae_ros.engine import create_backend
+    from smcvae_ros.engine.base import resolve_model
     from smcvae_ros.engine.base import read_model_config
-    model = Path(args.model) if args.model else default_model_path()
+    model = resolve_model(args.model)
     cfg = read_model_config(model)
     cuda = args.device.startswith('cuda')
     if cuda and not torch.cuda.is_available():

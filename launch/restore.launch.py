@@ -4,9 +4,11 @@
     ros2 launch smcvae_ros restore.launch.py namespace:=vehicle backend:=tensorrt \
         image_topics:=/cam_front/image_raw,/cam_rear/image_raw params_file:=/etc/smcvae/restore.yaml
     ros2 launch smcvae_ros restore.launch.py autostart:=false    # a lifecycle manager configures/activates
+    ros2 launch smcvae_ros restore.launch.py profile:=cpu        # CPU-only vehicle (config/profile_cpu.yaml)
 
 An empty override (the default) leaves the value from params_file in place; an empty params_file is the
-shipped one; image_topics that names no topic (`,` or `[]`) stops the launch with a message naming it.
+shipped one; a profile's file applies over params_file, overrides over both; image_topics that names
+no topic (`,` or `[]`) stops the launch with a message naming it.
 """
 import os
 
@@ -19,7 +21,7 @@ from smcvae_ros.ros.launch_args import node_parameters
 
 PACKAGE = 'smcvae_ros'
 DEFAULT_PARAMS_FILE = os.path.join(get_package_share_directory(PACKAGE), 'config', 'restore.yaml')
-ARGUMENTS = ('params_file', 'model_path', 'backend', 'image_topics', 'namespace', 'autostart')
+ARGUMENTS = ('params_file', 'profile', 'model_path', 'backend', 'image_topics', 'namespace', 'autostart')
 
 
 def _restore_node(context):
@@ -39,6 +41,9 @@ def generate_launch_description():
     return LaunchDescription([
         DeclareLaunchArgument('params_file', default_value=DEFAULT_PARAMS_FILE,
                               description="restore_node parameters (ROS params YAML); '' = the shipped one"),
+        DeclareLaunchArgument('profile', default_value='',
+                              description="a shipped parameter profile applied over params_file: cpu "
+                                          "(CPU-only vehicle: half-width model at 0.7x resolution); '' = none"),
         DeclareLaunchArgument('model_path', default_value='',
                               description="SMCVAE weights (.safetensors); '' keeps params_file's value"),
         DeclareLaunchArgument('backend', default_value='',

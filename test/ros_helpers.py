@@ -20,9 +20,9 @@ def next_stamp(jump_s: float = 0.0) -> float:
 
 
 @contextlib.contextmanager
-def running_node(name: str, overrides: dict, topics: list[str], env: dict | None = None):
+def running_node(name: str, overrides: dict, topics: list[str], env: dict | None = None, params=None):
     """A restore_node subprocess plus a connected client; on failure the node log is in the message."""
-    node = NodeProcess(name, {'image_topics': topics, 'diagnostics_period_s': 0.2, **overrides}, env=env)
+    node = NodeProcess(name, {'image_topics': topics, 'diagnostics_period_s': 0.2, **overrides}, env=env, params=params)
     client = Client(f'{name}_client')
     try:
         for t in topics:

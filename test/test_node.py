@@ -5,8 +5,9 @@ from ros_helpers import (NodeProcess, assert_same_header, clear, damage, next_st
                          settled_status)
 
 from smcvae_ros.data.clips import read_rgb
+from smcvae_ros.restoration import rois_to_mask
 from smcvae_ros.restoration.masks import random_rois
-from smcvae_ros.cli.harness import health_array, image_msg
+from smcvae_ros.cli.harness import health_array, image_msg, params_file
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -176,12 +177,17 @@ def test_encodings_and_step_padding(ros, frames, encoding):
     client.send_health(CAM_B, CAM_B)
 
 
-def test_restoration_beats_reference_copy(shipped_model, val_frames):
-    """With the shipped model the failed regions are closer to ground truth than copying the reference:
+@pytest.mark.parametrize('profile', ['', 'cpu'])
+def test_restoration_beats_reference_copy(shipped_model, val_frames, profile):
+    """With the shipped model (or a shipped profile's, started as `ros2 launch ... profile:=cpu` does) the
+    failed regions are closer to ground truth than copying the reference, and healthy pixels stay exact:
     squared error pooled over 4 frames (reference = frame k, damaged = frame k+2, ~10% dead rectangles anywhere)."""
     rng = np.random.default_rng(0)
     err_restored = err_copy = n = 0.0
-    with running_node('restore_quality', {'model_path': str(shipped_model), 'device': 'cpu'}, [CAM_Q]) as (_, client):
+    config = params_file()
+    params = [config] + ([config.parent / f'profile_{profile}.yaml'] if profile else [])
+    overrides = {'device': 'cpu'} if profile else {'model_path': str(shipped_model), 'device': 'cpu'}
+    with running_node(f'restore_quality{profile}', overrides, [CAM_Q], params=params) as (node, client):
         for k in (0, 3, 6, 9):
             reference, truth = read_rgb(val_frames[k]), read_rgb(val_frames[k + 2])
             h, w = truth.shape[:2]
@@ -191,9 +197,13 @@ def test_restoration_beats_reference_copy(shipped_model, val_frames):
             _, out, mask = send(client, CAM_Q, damage(truth, rois))
             assert mask is not None, settled_status(client, CAM_Q)
             px = mask > 0
+            assert np.array_equal(pixels(out)[~px], truth[~px]) and np.array_equal(px, rois_to_mask(rois, h, w))
             err_restored += ((pixels(out)[px].astype(float) - truth[px]) ** 2).sum()
             err_copy += ((reference[px].astype(float) - truth[px]) ** 2).sum()
             n += px.sum() * 3
+        if profile:
+            model_line = next(line for line in node.log().splitlines() if 'configured: backend' in line)
+            assert 'smcvae_tile64_small.safetensors' in model_line, model_line
     got, baseline = (10 * np.log10(255 ** 2 * n / e) for e in (err_restored, err_copy))
     assert got > baseline, f'restored {got:.2f} dB vs reference copy {baseline:.2f} dB'
 

@@ -39,7 +39,7 @@ def test_launch_starts_restore_node_with_shipped_params_file():
     assert ast.unparse(params_call.args[1]) == 'DEFAULT_PARAMS_FILE'
     # the params_file argument defaults to share/smcvae_ros/config/restore.yaml
     args = {_const(c.args[0]): {k.arg: k.value for k in c.keywords} for c in _calls(tree, 'DeclareLaunchArgument')}
-    assert {'params_file', 'model_path', 'backend', 'image_topics', 'namespace', 'autostart'} <= set(args)
+    assert {'params_file', 'profile', 'model_path', 'backend', 'image_topics', 'namespace', 'autostart'} <= set(args)
     assert set(ast.literal_eval(assigns['ARGUMENTS'])) == set(args)  # every declared argument reaches node_parameters
     default = ast.unparse(assigns[args['params_file']['default_value'].id])
     assert "'config'" in default and "'restore.yaml'" in default and 'get_package_share_directory(PACKAGE)' in default
@@ -133,6 +133,27 @@ def test_launch_params_file_empty_is_shipped_one_and_missing_file_is_an_error(tm
     assert node_parameters({'params_file': str(own)}, str(CONFIG)) == [str(own)]
     with pytest.raises(LaunchArgumentError, match='params_file'):
         node_parameters({'params_file': str(tmp_path / 'missing.yaml')}, str(CONFIG))
+
+
+def test_launch_profile_applies_a_shipped_profile_over_the_params_file():
+    params = node_parameters({'profile': 'cpu', 'backend': 'onnxruntime'}, str(CONFIG))
+    assert params == [str(CONFIG), str(CONFIG.parent / 'profile_cpu.yaml'), {'backend': 'onnxruntime'}]
+    with pytest.raises(LaunchArgumentError, match=r"profile:='gpu' is not a shipped profile \(shipped: cpu\)"):
+        node_parameters({'profile': 'gpu'}, str(CONFIG))
+
+
+@pytest.mark.parametrize('profile', sorted(CONFIG.parent.glob('profile_*.yaml')), ids=lambda p: p.stem)
+def test_every_shipped_profile_sets_valid_parameters_and_a_shipped_model(profile):
+    from smcvae_ros.engine.base import read_model_config, resolve_model
+    values = yaml.safe_load(profile.read_text())['/**']['ros__parameters']
+    assert values and set(values) <= {p.name for p in P.PARAMS}
+    base = yaml.safe_load(CONFIG.read_text())['/**']['ros__parameters']
+    assert P.check({**base, **values}) is None
+    for p in P.PARAMS:
+        if p.name in values:
+            assert type(values[p.name]) is type(p.default), p.name
+    if values.get('model_path'):
+        assert read_model_config(resolve_model(values['model_path']))
 
 
 def test_launch_args_import_only_the_standard_library():

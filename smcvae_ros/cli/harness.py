@@ -55,13 +55,17 @@ def _param_arg(name: str, value) -> str:
 
 
 class NodeProcess:
-    """`restore_node --ros-args --params-file FILE -r __node:=NAME -p k:=v ...` as a subprocess."""
+    """`restore_node --ros-args --params-file FILE [--params-file PROFILE] -r __node:=NAME -p k:=v ...` as a
+    subprocess (what launch_ros runs); `params`: the params file(s), later ones win (default: restore.yaml)."""
 
-    def __init__(self, name: str = 'restore_node', overrides: dict | None = None, params: Path | None = None,
-                 log_path: Path | None = None, env: dict | None = None):
+    def __init__(self, name: str = 'restore_node', overrides: dict | None = None,
+                 params: Path | list[Path] | None = None, log_path: Path | None = None, env: dict | None = None):
         self.name = name
-        self.cmd = command('restore_node') + ['--ros-args', '--params-file', str(params or params_file()),
-                                              '-r', f'__node:={name}']
+        files = params if isinstance(params, (list, tuple)) else [params or params_file()]
+        self.cmd = command('restore_node') + ['--ros-args']
+        for f in files:
+            self.cmd += ['--params-file', str(f)]
+        self.cmd += ['-r', f'__node:={name}']
         for k, v in (overrides or {}).items():
             self.cmd += ['-p', _param_arg(k, v)]
         self.log_path = Path(log_path or tempfile.mkstemp(prefix=f'{name}_', suffix='.log')[1])

@@ -2,6 +2,8 @@
 
 Kept free of `launch` imports so the rules are unit-tested where launch is not installed:
 - `params_file` empty -> the shipped config/restore.yaml; a path that is not a file -> error.
+- `profile` empty -> nothing; a name -> the shipped config/profile_<name>.yaml applied over the params
+  file (`cpu`: CPU-only vehicles); a name with no such file -> error listing the shipped profiles.
 - `model_path`, `backend`, `image_topics` empty -> the params file's value stays.
 - `image_topics` that names no topic (`,`, `[]`, `['']`) -> error naming the argument.
 - `autostart` empty -> the params file's value; true/1/yes or false/0/no -> bool; else error.
@@ -24,11 +26,24 @@ def parse_topics(text: str) -> list[str]:
     return [t for t in items if t]
 
 
+def profile_file(name: str, config_dir: str) -> str:
+    """The shipped profile `name` (config/profile_<name>.yaml in config_dir)."""
+    path = os.path.join(config_dir, f'profile_{name}.yaml')
+    if not os.path.isfile(path):
+        shipped = sorted(f[len('profile_'):-len('.yaml')] for f in os.listdir(config_dir)
+                         if f.startswith('profile_') and f.endswith('.yaml'))
+        raise LaunchArgumentError(f'profile:={name!r} is not a shipped profile (shipped: {", ".join(shipped)})')
+    return path
+
+
 def node_parameters(args: Mapping[str, str], shipped_params_file: str) -> list:
-    """The Node action's `parameters`: the params file, then a dict of the non-empty overrides."""
+    """The Node action's `parameters`: the params file, the profile's file, then a dict of the
+    non-empty overrides (later entries win)."""
     params_file = args.get('params_file', '').strip() or shipped_params_file
     if not os.path.isfile(params_file):
         raise LaunchArgumentError(f'params_file:={params_file!r} is not a file')
+    profile = args.get('profile', '').strip()
+    files = [params_file] + ([profile_file(profile, os.path.dirname(shipped_params_file))] if profile else [])
     overrides = {name: args[name].strip() for name in STRING_OVERRIDES if args.get(name, '').strip()}
     topics_text = args.get('image_topics', '').strip()
     if topics_text:
@@ -44,4 +59,4 @@ def node_parameters(args: Mapping[str, str], shipped_params_file: str) -> list:
         if autostart not in ('true', '1', 'yes', 'false', '0', 'no'):
             raise LaunchArgumentError(f'autostart:={autostart!r} must be true or false')
         overrides['autostart'] = autostart in ('true', '1', 'yes')
-    return [params_file] + ([overrides] if overrides else [])
+    return files + ([overrides] if overrides else [])
