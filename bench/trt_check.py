@@ -25,7 +25,7 @@ def real_tiles(clips: Path, cfg: dict, n: int, seed: int = 0):
     from smcvae_ros.data.clips import list_clips
     from smcvae_ros.training.pairs import PairSpec, fixed_batch
     spec = PairSpec(img_size=cfg['img_size'], patch_size=cfg['patch_size'], align=cfg.get('align', 'none'),
-                    ref_raw=cfg.get('ref_raw', False))
+                    ref_raw=cfg.get('ref_raw', False), ref_hom=cfg.get('ref_hom', False))
     return [t.numpy() for t in fixed_batch(list_clips(clips), spec, n, seed, ratio=0.3)]
 
 

@@ -30,10 +30,11 @@ def main(argv=None) -> int:
     ap.add_argument('--samples', type=int, help='default: the config\'s val_samples')
     args = ap.parse_args(argv)
     cfg = load_config(args.config, [])
-    # the raw reference rides along for every model (it draws no random numbers: the same tiles)
-    spec = replace(pair_spec(SMCVAEConfig.from_dict(cfg['model']), cfg['data']), ref_raw=True)
+    # the raw and homography-warped references ride along for every model (they draw no random
+    # numbers: the same tiles)
+    spec = replace(pair_spec(SMCVAEConfig.from_dict(cfg['model']), cfg['data']), ref_raw=True, ref_hom=True)
     ref, dmg, tgt, mask = validation_batch(spec, args.val_dir or cfg['val_dir'], args.samples or cfg['val_samples'])
-    copy = pooled_psnr(ref[:, 3:], tgt, dmg[:, 3:4])
+    copy = pooled_psnr(ref[:, 3:6], tgt, dmg[:, 3:4])
     print('model | SMCVAE | flow-warp | Telea | blend | copy  (failed-pixel PSNR, dB)')
     for path in args.models:
         model = load_model(path)

@@ -81,7 +81,7 @@ def test_training_tiles_and_run_time_tiles_hold_the_raw_reference(road):
     failed = np.zeros(target.shape[:2], bool)
     failed[40:57, 33:70] = True
     damaged = np.where(failed[..., None], 0, target).astype(np.uint8)
-    ts = plan_tiles(prepare_cues(ref, damaged, failed), failed, 32, 8, 8, raw=ref)
+    ts = plan_tiles(prepare_cues(ref, damaged, failed), failed, 32, 8, 8, (ref,))
     (y, x) = ts.origins[0]
     assert ts.ref.shape[1] == 6
     np.testing.assert_array_equal(ts.ref[0, 3:], ref[y:y + 32, x:x + 32].transpose(2, 0, 1) / np.float32(255))
@@ -121,3 +121,47 @@ def test_tensorrt_profile_takes_the_six_channel_reference():
     shapes = profile_shapes((1, 32, 32), 64, 64, ref_chans=6)
     assert shapes['ref'] == ((1, 6, 64, 64), (32, 6, 64, 64), (32, 6, 64, 64))
     assert shapes['damaged'][0] == (1, 4, 64, 64)
+
+
+# --- `ref_hom`: the homography-warped reference as a fourth cue -----------------------------------
+def test_homography_warp_recovers_a_plane_motion_and_fills_large_holes(road):
+    from smcvae_ros.restoration.align import homography_warp, warp
+    ref = road[0]
+    h, w = ref.shape[:2]
+    hom = np.array([[1.02, 0.01, -3.0], [0.005, 1.03, 2.0], [1e-5, 2e-5, 1.0]])
+    gy, gx = np.mgrid[0:h, 0:w].astype(np.float64)
+    pts = np.stack([gx, gy, np.ones_like(gx)], -1) @ hom.T
+    flow = (pts[..., :2] / pts[..., 2:] - np.stack([gx, gy], -1)).astype(np.float32)
+    failed = np.zeros((h, w), bool)
+    failed[20:80, 40:120] = True                   # a hole larger than the smooth flow fill can follow
+    got = homography_warp(ref, flow, failed)
+    inside = np.abs(got[failed].astype(int) - warp(ref, flow)[failed].astype(int))
+    assert got.shape == ref.shape and inside.mean() < 1.0
+    assert homography_warp(ref, flow, np.ones((h, w), bool)) is None     # nothing healthy to fit
+
+
+def test_hom_config_warm_start_tiles_and_restorer(raw_model, tmp_path, road):
+    with pytest.raises(ValueError, match='ref_hom needs'):
+        SMCVAEConfig(**SMALL, ref_hom=True)
+    new = SMCVAE(SMCVAEConfig(**SMALL, ref_raw=True, ref_hom=True))
+    assert new.cfg.ref_chans == 9 and new.cfg.stream_chans == 12
+    assert warm_start(new, raw_model) == []
+    old = load_model(raw_model).eval()
+    ref, dmg, mask = _inputs()
+    ref9 = torch.cat([ref, ref[:, :3].flip(-1)], 1)
+    a, b = old(ref, dmg, mask)['restored'], new.eval()(ref9, dmg, mask)['restored']
+    failed = (dmg[:, 3:4] > 0.5).expand_as(a)
+    assert 0 < (a - b)[failed].abs().mean() < 0.02       # begins as the ref_raw model, ~2 % hom share
+    spec = PairSpec(img_size=32, patch_size=8, ref_raw=True, ref_hom=True, tiles_per_frame=2, flip=False)
+    assert frame_tiles(road[0], road[3], spec, np.random.default_rng(0), ratio=0.2, scale=1.0)[0]['ref'].shape == (
+        32, 32, 9)
+    path = save_model(new, tmp_path / 'hom.safetensors')
+    be, notes = create_backend('onnxruntime', path, device='cpu', fallback=False, engine_cache_dir=tmp_path)
+    assert be.ref_chans == 9, notes
+    restorer = Restorer(be, RestorationSettings())
+    restorer.process('cam', road[0], 'rgb8', 0.0)
+    failed = np.zeros(road[1].shape[:2], bool)
+    failed[21:60, 45:90] = True
+    res = restorer.process('cam', road[1], 'rgb8', 0.1, failed=failed)
+    assert res.status == 'restored' and (res.mask > 0).sum() == failed.sum()
+    np.testing.assert_array_equal(res.image[~failed], road[1][~failed])

@@ -2,7 +2,8 @@
 
 A backend restores batches of model-size tiles:
     restore(ref, damaged, patch_mask) -> restored
-with ref (B,3,S,S) the aligned reference ((B,6,S,S) for a `ref_raw` model: + the raw reference),
+with ref (B,3,S,S) the aligned reference ((B,6,S,S) for a `ref_raw` model: + the raw reference;
+(B,9,S,S) for `ref_hom`: + the homography-warped reference),
 damaged (B,4,S,S) the Telea-filled frame + failed-pixel channel, restored (B,3,S,S), float32 in
 [0,1], and patch_mask bool (B,N), True where a patch holds a failed pixel. Healthy pixels of
 `damaged` come back unchanged (the model's merge, eq. 16).
@@ -74,7 +75,7 @@ class Backend:
         cfg = read_model_config(self.model_path)
         self.img_size, self.patch_size = cfg['img_size'], cfg['patch_size']
         self.align = cfg.get('align', 'none')
-        self.ref_chans = 6 if cfg.get('ref_raw') else 3
+        self.ref_chans = 3 * (1 + bool(cfg.get('ref_raw')) + bool(cfg.get('ref_hom')))
 
     def restore(self, ref: np.ndarray, damaged: np.ndarray, patch_mask: np.ndarray) -> np.ndarray:
         c = self.ref_chans

@@ -113,7 +113,8 @@ def verification_batch(cfg, clips: str | Path | None = None, n: int = 8, seed: i
     if root is not None and root.is_dir():
         from ..data.clips import list_clips
         from ..training.pairs import PairSpec, fixed_batch
-        spec = PairSpec(img_size=cfg.img_size, patch_size=cfg.patch_size, align=cfg.align, ref_raw=cfg.ref_raw)
+        spec = PairSpec(img_size=cfg.img_size, patch_size=cfg.patch_size, align=cfg.align, ref_raw=cfg.ref_raw,
+                        ref_hom=cfg.ref_hom)
         ref, dmg, _, mask = fixed_batch(list_clips(root), spec, n, seed, ratio=0.3, gap=3)
         return ref, dmg, mask.float(), 'real tiles from ' + str(root)
     if require_real:

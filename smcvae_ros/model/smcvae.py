@@ -15,7 +15,9 @@ the holes); X2 is the damaged frame with its holes Telea-filled (`fill: telea`; 
 g between the two cues and a residual: pred = g * X1 + (1 - g) * fill + O (`gate: true`; with
 `gate: false` pred = X1 + O). Both heads start at zero, i.e. at the plain mean of the cues.
 With `ref_raw: true` the unwarped reference is a third cue: X1 also holds it and its agreement with
-the fill, and the gate is a softmax over (aligned reference, raw reference, fill) per pixel.
+the fill, and the gate is a softmax over (aligned reference, raw reference, fill) per pixel; with
+`ref_hom: true` also the reference warped by one homography fitted to the healthy flow (a fourth cue:
+the road plane's motion carried into large holes, where the smooth flow fill cannot follow).
 """
 from __future__ import annotations
 
@@ -54,6 +56,7 @@ class SMCVAEConfig:
     fill: str = 'telea'         # damaged input's holes: telea (spatial fill) | none (zeros)
     gate: bool = True           # learned per-pixel confidence between aligned reference and fill
     ref_raw: bool = False       # also feed the unwarped reference (ref input (B,6,S,S)); needs gate
+    ref_hom: bool = False       # also feed the homography-warped reference (ref input (B,9,S,S)); needs ref_raw
     beta: float = 0.01
 
     def __post_init__(self):
@@ -66,6 +69,8 @@ class SMCVAEConfig:
                 raise ValueError(f'{name} must be one of {allowed}, got {getattr(self, name)!r}')
         if self.ref_raw and not (self.gate and self.align == 'flow'):
             raise ValueError('ref_raw needs gate: true and align: flow')
+        if self.ref_hom and not self.ref_raw:
+            raise ValueError('ref_hom needs ref_raw: true')
 
     @property
     def grid(self) -> tuple[int, int]:
@@ -73,14 +78,19 @@ class SMCVAEConfig:
         return g, g
 
     @property
+    def ref_cues(self) -> int:
+        """Reference cues in the `ref` input: aligned (+ raw (+ homography-warped))."""
+        return 1 + self.ref_raw + self.ref_hom
+
+    @property
     def ref_chans(self) -> int:
-        """Channels of the `ref` input: the aligned reference (+ the raw reference)."""
-        return self.in_chans * (2 if self.ref_raw else 1)
+        """Channels of the `ref` input."""
+        return self.in_chans * self.ref_cues
 
     @property
     def stream_chans(self) -> int:
         """Channels of each encoder stream (see SMCVAE.streams)."""
-        return (self.in_chans + 1) * (2 if self.ref_raw else 1)
+        return (self.in_chans + 1) * self.ref_cues
 
     @property
     def num_patches(self) -> int:
@@ -114,7 +124,7 @@ class SMCVAE(nn.Module):
         self.dec_blocks = nn.ModuleList(Block(dd, cfg.dec_heads, cfg.mlp_ratio) for _ in range(cfg.dec_depth))
         self.dec_norm = nn.LayerNorm(dd)
         self.head = nn.Linear(dd, pp * cfg.in_chans)                           # W_o, B_o: residual
-        self.gate = nn.Linear(dd, pp * (2 if cfg.ref_raw else 1)) if cfg.gate else None  # per-pixel cue confidence
+        self.gate = nn.Linear(dd, pp * cfg.ref_cues) if cfg.gate else None  # per-pixel cue confidence
         init_weights(self)
         nn.init.normal_(self.mask_token, std=0.02)
         nn.init.normal_(self.dec_pos, std=0.02)
@@ -167,11 +177,12 @@ class SMCVAE(nn.Module):
         elif not self.cfg.ref_raw:
             g = torch.sigmoid(self.gate(v)).repeat_interleave(c, dim=-1)  # (B,N,P*P) -> per channel
             base = fill_p + g * (ref_p - fill_p)
-        else:  # softmax over (aligned, raw, fill) with the fill's logit fixed at 0
-            a, b = self.gate(v).chunk(2, dim=-1)                            # (B,N,P*P) each
-            w = torch.stack([a, b, torch.zeros_like(a)]).softmax(0).repeat_interleave(c, dim=-1)
-            raw_p = patchify(ref_n[:, c:], p)
-            base = fill_p + w[0] * (ref_p - fill_p) + w[1] * (raw_p - fill_p)
+        else:  # softmax over (reference cues..., fill) with the fill's logit fixed at 0
+            logits = self.gate(v).chunk(self.cfg.ref_cues, dim=-1)          # (B,N,P*P) each
+            w = torch.stack([*logits, torch.zeros_like(logits[0])]).softmax(0).repeat_interleave(c, dim=-1)
+            base = fill_p
+            for i, cue in enumerate(ref_n.split(c, dim=1)):
+                base = base + w[i] * (patchify(cue, p) - fill_p)
         return base + self.head(v)
 
     def restore(self, ref: torch.Tensor, damaged: torch.Tensor, patch_mask: torch.Tensor,

@@ -3,7 +3,9 @@
 - spatial fill: `cv2.inpaint` Telea of the holes from the damaged frame alone;
 - motion-aligned reference: DIS optical flow (MEDIUM) from the filled damaged frame to the last
   healthy frame, flow inside the holes replaced by a smooth fill from around them, and the
-  reference remapped with it (linear, replicate border).
+  reference remapped with it (linear, replicate border);
+- on request, the reference warped by one homography fitted (RANSAC) to the healthy pixels' flow:
+  the dominant plane's motion, carried into holes too large for the smooth flow fill.
 
 The same `prepare_cues` feeds training, evaluation, `restore`, the bag tools and the node, and the
 `telea`, `flow` and `blend` baselines are these cues copied into the holes.
@@ -27,6 +29,7 @@ INPAINT_RADIUS = 3
 class Cues:
     fill: np.ndarray       # (H,W,3) uint8: damaged frame, holes Telea-inpainted
     warped: np.ndarray     # (H,W,3) uint8: reference warped onto the damaged frame
+    hom: np.ndarray | None = None   # (H,W,3) uint8: reference warped by the homography (when asked)
 
 
 def _dis() -> cv2.DISOpticalFlow:
@@ -119,11 +122,39 @@ def warp(ref: np.ndarray, flow: np.ndarray) -> np.ndarray:
     return cv2.remap(ref, gx + flow[..., 0], gy + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
 
 
+HOM_STEP = 8            # px between the healthy flow samples the homography is fitted to
+HOM_RANSAC_PX = 2.0
+
+
+def homography_warp(ref: np.ndarray, flow: np.ndarray, failed: np.ndarray) -> np.ndarray | None:
+    """`ref` warped by the homography that best explains (RANSAC) the flow at healthy pixels (a grid
+    every HOM_STEP px, 2 px away from any hole); None when too few healthy samples or no fit."""
+    h, w = failed.shape
+    holes = cv2.dilate(failed.astype(np.uint8), np.ones((5, 5), np.uint8))[::HOM_STEP, ::HOM_STEP] > 0
+    gy, gx = np.mgrid[0:h:HOM_STEP, 0:w:HOM_STEP].astype(np.float32)
+    src = np.stack([gx[~holes], gy[~holes]], 1)
+    if len(src) < 16:
+        return None
+    dst = src + flow[::HOM_STEP, ::HOM_STEP][~holes]
+    hom, _ = cv2.findHomography(src, dst, cv2.RANSAC, HOM_RANSAC_PX)
+    if hom is None:
+        return None
+    return cv2.warpPerspective(ref, hom, (w, h), flags=cv2.WARP_INVERSE_MAP | cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
+
+
 def prepare_cues(ref: np.ndarray, damaged: np.ndarray, failed: np.ndarray, flow_scale: float = 1.0,
-                 fill: np.ndarray | None = None) -> Cues:
+                 fill: np.ndarray | None = None, hom: bool = False) -> Cues:
     """ref, damaged: (H,W,3) uint8 RGB frames of one camera; failed: (H,W) bool (True = failed);
-    fill: `telea_fill(damaged, failed)` when the caller has it already."""
+    fill: `telea_fill(damaged, failed)` when the caller has it already; hom: also the
+    homography-warped reference (the flow-warped one where no homography fits)."""
     fill = telea_fill(damaged, failed) if fill is None else fill
     if not failed.any():
-        return Cues(fill, ref)
-    return Cues(fill, warp(ref, estimate_flow(ref, fill, failed, flow_scale)))
+        return Cues(fill, ref, ref if hom else None)
+    flow = estimate_flow(ref, fill, failed, flow_scale)
+    warped = warp(ref, flow)
+    hom_warped = None
+    if hom:
+        hom_warped = homography_warp(ref, flow, failed)
+        hom_warped = warped if hom_warped is None else hom_warped
+    return Cues(fill, warped, hom_warped)

@@ -187,10 +187,11 @@ class Restorer:
         for job in jobs:
             t0 = time.perf_counter()
             job.work = at_scale(job.reference, job.rgb, job.failed, st.process_scale)
-            cues = prepare_cues(*job.work, st.flow_scale)
+            n_cues = self.backend.ref_chans // 3
+            cues = prepare_cues(*job.work, st.flow_scale, hom=n_cues > 2)
             t1 = time.perf_counter()
-            job.tiles = plan_tiles(cues, job.work[2], s, self.patch, st.tile_overlap,
-                                   raw=job.work[0] if self.backend.ref_chans == 6 else None)
+            extra = (job.work[0], cues.hom)[:n_cues - 1]      # ref_raw: the raw reference; ref_hom: + hom
+            job.tiles = plan_tiles(cues, job.work[2], s, self.patch, st.tile_overlap, extra)
             job.result.timings.update(align=1e3 * (t1 - t0), tile=1e3 * (time.perf_counter() - t1))
         t0 = time.perf_counter()
         ref_b = np.concatenate([j.tiles.ref for j in jobs])

@@ -93,16 +93,17 @@ def _pad(a: np.ndarray, size: int) -> np.ndarray:
 
 
 def plan_tiles(cues: Cues, failed: np.ndarray, size: int, patch: int, overlap: int,
-               raw: np.ndarray | None = None) -> TileSet:
-    """Tiles (model inputs) over the failed pixels of one frame; `raw` (the unwarped reference) is
-    stacked after the aligned one in each tile's `ref` for a model with `ref_raw`."""
+               extra: tuple[np.ndarray, ...] = ()) -> TileSet:
+    """Tiles (model inputs) over the failed pixels of one frame; `extra` reference cues (the unwarped
+    reference for `ref_raw`, then the homography-warped one for `ref_hom`) are stacked after the
+    aligned one in each tile's `ref`."""
     if not 0 <= overlap < size // 2:
         raise ValueError(f'tile_overlap must be in [0, {size // 2}), got {overlap}')
     h, w = failed.shape
     warped, fill, fail = (_pad(a, size) for a in (cues.warped, cues.fill, failed))
     origins = tile_origins(fail, size, overlap)
     crop = lambda a: np.stack([a[y:y + size, x:x + size] for y, x in origins])  # noqa: E731
-    ref = crop(warped) if raw is None else np.concatenate([crop(warped), crop(_pad(raw, size))], axis=3)
+    ref = np.concatenate([crop(warped)] + [crop(_pad(a, size)) for a in extra], axis=3)
     ref = ref.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
     f = crop(fail)
     damaged = np.concatenate([crop(fill).transpose(0, 3, 1, 2).astype(np.float32) / 255.0,

@@ -31,6 +31,7 @@ class PairSpec:
     flip: bool = True
     align: str = 'flow'
     ref_raw: bool = False        # tiles' 'ref' also holds the unwarped reference (S,S,6)
+    ref_hom: bool = False        # ... and the homography-warped reference (S,S,9; needs ref_raw)
     tiles_per_frame: int = 12
     shuffle_buffer: int = 384
     clip_weight: str = 'frames'  # P(clip): 'frames' (by length) | 'uniform' (every clip alike: short drives count)
@@ -80,7 +81,8 @@ def frame_tiles(ref: np.ndarray, target: np.ndarray, spec: PairSpec, rng: np.ran
                 ratio: float | None = None, pattern: str | None = None, scale: float | None = None) -> list[dict]:
     """Damage one frame pair, compute its cues, cut `tiles_per_frame` tiles holding failed pixels.
 
-    Each tile: 'ref' (S,S,3) aligned reference (S,S,6 with spec.ref_raw: + the raw reference),
+    Each tile: 'ref' (S,S,3) aligned reference (S,S,6 with spec.ref_raw: + the raw reference; S,S,9
+    with spec.ref_hom: + the homography-warped reference),
     'damaged' (S,S,4) fill + failed (0/255),
     'target' (S,S,3), all uint8."""
     s = spec.img_size
@@ -97,7 +99,7 @@ def frame_tiles(ref: np.ndarray, target: np.ndarray, spec: PairSpec, rng: np.ran
     failed = pixel_failure_mask(rng, h, w, r, pattern or spec.pattern)
     damaged = np.where(failed[..., None], 0, target).astype(np.uint8)
     if spec.align == 'flow':
-        cues = prepare_cues(ref, damaged, failed)
+        cues = prepare_cues(ref, damaged, failed, hom=spec.ref_hom)
         aligned, fill = cues.warped, cues.fill
     else:
         aligned, fill = ref, telea_fill(damaged, failed)
@@ -108,7 +110,8 @@ def frame_tiles(ref: np.ndarray, target: np.ndarray, spec: PairSpec, rng: np.ran
         y0 = int(np.clip(ys[k] - rng.integers(0, s), 0, h - s))
         x0 = int(np.clip(xs[k] - rng.integers(0, s), 0, w - s))
         win = (slice(y0, y0 + s), slice(x0, x0 + s))
-        t = {'ref': np.dstack([aligned[win], ref[win]]) if spec.ref_raw else aligned[win],
+        refs = [aligned, ref, cues.hom][:1 + spec.ref_raw + spec.ref_hom]
+        t = {'ref': np.dstack([a[win] for a in refs]),
              'damaged': np.dstack([fill[win], failed[win].astype(np.uint8) * 255]),
              'target': target[win]}
         if spec.flip and rng.random() < 0.5:

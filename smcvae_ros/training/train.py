@@ -76,7 +76,7 @@ def pair_spec(model_cfg: SMCVAEConfig, data: dict) -> PairSpec:
     names = {f.name for f in fields(PairSpec)}
     extra = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
     return PairSpec(img_size=model_cfg.img_size, patch_size=model_cfg.patch_size, align=model_cfg.align,
-                    ref_raw=model_cfg.ref_raw, **extra)
+                    ref_raw=model_cfg.ref_raw, ref_hom=model_cfg.ref_hom, **extra)
 
 
 def warm_start(model: SMCVAE, weights: str | Path) -> list[str]:
@@ -84,12 +84,12 @@ def warm_start(model: SMCVAE, weights: str | Path) -> list[str]:
     residual) are copied only from a model of the same design (its JSON's model config equal to this
     one's but for the loss weight beta and `ref_raw`): from any other they start at zero, i.e. at the
     plain mean of the cues. A patch stem with fewer input channels is copied into the first channels
-    (the extra ones start at zero); a model without `ref_raw` widened to one keeps its gate for the
-    aligned reference and starts the raw reference's at RAW_GATE_INIT (it begins as the old model, but
-    for a ~2 % raw-reference share). Returns the names left at their fresh initialisation."""
+    (the extra ones start at zero); a model widened with more reference cues (`ref_raw`, `ref_hom`)
+    keeps its gate for the cues it had and starts each new cue's at RAW_GATE_INIT (it begins as the
+    old model, but for a ~2 % share per new cue). Returns the names left at their fresh initialisation."""
     cfg_file = config_path(weights)
     old_cfg = json.loads(cfg_file.read_text()).get('model', {}) if cfg_file.is_file() else {}
-    design = lambda c: {k: v for k, v in c.items() if k not in ('beta', 'ref_raw')}  # noqa: E731
+    design = lambda c: {k: v for k, v in c.items() if k not in ('beta', 'ref_raw', 'ref_hom')}  # noqa: E731
     skip = () if design(old_cfg) == design(model.cfg.to_dict()) else ('head.', 'gate.')
     old = load_file(str(weights))
     state = model.state_dict()
@@ -101,9 +101,10 @@ def warm_start(model: SMCVAE, weights: str | Path) -> list[str]:
         elif o is not None and o.ndim == 4 and o.shape[0] == v.shape[0] and o.shape[1] < v.shape[1]:
             state[k] = torch.zeros_like(v)
             state[k][:, :o.shape[1]] = o
-        elif o is not None and k.startswith('gate.') and 2 * o.shape[0] == v.shape[0]:   # -> ref_raw
-            raw = torch.zeros_like(o) if k.endswith('weight') else torch.full_like(o, RAW_GATE_INIT)
-            state[k] = torch.cat([o, raw])
+        elif o is not None and k.startswith('gate.') and o.shape[0] < v.shape[0]:   # -> ref_raw / ref_hom
+            new = v[o.shape[0]:]
+            new = torch.zeros_like(new) if k.endswith('weight') else torch.full_like(new, RAW_GATE_INIT)
+            state[k] = torch.cat([o, new])
         else:
             fresh.append(k)
     model.load_state_dict(state)
@@ -184,8 +185,8 @@ def validate(model: SMCVAE, val: tuple[torch.Tensor, ...], device: torch.device)
     failed = dmg[:, 3:4]
     fill, warped = dmg[:, :3], ref[:, :3]
     scores = {'smcvae': torch.cat(outs), 'flow': warped, 'telea': fill, 'blend': (warped + fill) / 2}
-    if ref.shape[1] == 6:          # a ref_raw model's tiles hold the raw reference too
-        scores['copy'] = ref[:, 3:]
+    if ref.shape[1] >= 6:          # a ref_raw model's tiles hold the raw reference too
+        scores['copy'] = ref[:, 3:6]
     return {k: pooled_psnr(v, tgt, failed) for k, v in scores.items()}
 
 
