@@ -1,5 +1,6 @@
-"""`ref_raw` models (the unwarped reference as a third cue): model, warm start, training tiles, tiles,
-ONNX export, backends and the Restorer, end to end on a tiny model."""
+"""Extra reference cues: `ref_raw` (the unwarped reference as a third cue) and `ref_hom` (the
+homography-warped reference as a fourth): model, warm start, training tiles, tiles, ONNX export,
+backends and the Restorer, end to end on a tiny model."""
 import numpy as np
 import pytest
 import torch
