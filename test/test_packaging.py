@@ -120,7 +120,8 @@ def test_installed_node_starts_on_shipped_model_and_exits_0_on_sigint(workspace,
                      stdout=out, stderr=subprocess.STDOUT)
         try:
             end = time.monotonic() + 120
-            while '/cam/image_raw -> /cam/image_restored' not in log.read_text() and time.monotonic() < end:
+            ready = ('/cam/image_raw -> /cam/image_restored', 'configured: backend')   # either may log first
+            while not all(r in log.read_text() for r in ready) and time.monotonic() < end:
                 assert node.poll() is None, log.read_text()
                 time.sleep(0.2)
             text = log.read_text()
