@@ -68,8 +68,7 @@ def main(argv=None) -> int:
     import torch
 
     from smcvae_ros.engine import create_backend
-    from smcvae_ros.engine.base import resolve_model
-    from smcvae_ros.engine.base import read_model_config
+    from smcvae_ros.engine.base import read_model_config, resolve_model
     model = resolve_model(args.model)
     cfg = read_model_config(model)
     cuda = args.device.startswith('cuda')

@@ -163,6 +163,17 @@ def test_validation_tiles_ignore_camera_aug(clip_dir):
         assert __import__('torch').equal(x, y)
 
 
+def test_frame_tiles_without_alignment_hold_the_raw_reference(clip_dir):
+    """align: none (the `no_align` ablation): the tile's reference is the unwarped last frame."""
+    spec = PairSpec(img_size=32, patch_size=8, align='none', scale=(1.0, 1.0), tiles_per_frame=3, flip=False)
+    rng = np.random.default_rng(0)
+    ref, target = pick_pair(list_clips(clip_dir), spec, rng)
+    tiles = frame_tiles(ref, target, spec, rng)
+    assert len(tiles) == 3 and all(t['ref'].shape == (32, 32, 3) for t in tiles)
+    assert any(np.array_equal(t['ref'], ref[y:y + 32, x:x + 32]) for t in tiles[:1]
+               for y in range(ref.shape[0] - 31) for x in range(ref.shape[1] - 31))
+
+
 def test_fixed_batch_is_reproducible(clip_dir):
     spec = PairSpec(img_size=32, patch_size=8, scale=(1.0, 1.0), tiles_per_frame=2)
     a = fixed_batch(list_clips(clip_dir), spec, 4, seed=5, ratio=0.5, gap=2)

@@ -158,3 +158,9 @@ def prepare_cues(ref: np.ndarray, damaged: np.ndarray, failed: np.ndarray, flow_
         hom_warped = homography_warp(ref, flow, failed)
         hom_warped = warped if hom_warped is None else hom_warped
     return Cues(fill, warped, hom_warped)
+
+
+def reference_cues(cues: Cues, ref: np.ndarray, n: int) -> list[np.ndarray]:
+    """The model's `ref` input cues in order, the first n of: the flow-warped reference, the raw
+    reference (`ref_raw`), the homography-warped reference (`ref_hom`; prepare_cues(hom=True))."""
+    return [cues.warped, ref, cues.hom][:n]

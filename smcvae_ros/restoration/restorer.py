@@ -15,7 +15,7 @@ from enum import Enum
 import cv2
 import numpy as np
 
-from .align import prepare_cues
+from .align import prepare_cues, reference_cues
 from .detect import DetectSettings, detect_failed_patches
 from .frames import ENCODINGS, check_image, grid_to_pixels, rgb_pixels_to, to_rgb
 from .tiles import TileSet, blend_tiles, plan_tiles
@@ -190,7 +190,7 @@ class Restorer:
             n_cues = self.backend.ref_chans // 3
             cues = prepare_cues(*job.work, st.flow_scale, hom=n_cues > 2)
             t1 = time.perf_counter()
-            extra = (job.work[0], cues.hom)[:n_cues - 1]      # ref_raw: the raw reference; ref_hom: + hom
+            extra = reference_cues(cues, job.work[0], n_cues)[1:]
             job.tiles = plan_tiles(cues, job.work[2], s, self.patch, st.tile_overlap, extra)
             job.result.timings.update(align=1e3 * (t1 - t0), tile=1e3 * (time.perf_counter() - t1))
         t0 = time.perf_counter()

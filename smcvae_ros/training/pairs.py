@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..data.clips import Clip
-from ..restoration.align import prepare_cues, telea_fill
+from ..restoration.align import prepare_cues, reference_cues, telea_fill
 from ..restoration.masks import pixel_failure_mask
 
 
@@ -100,9 +100,9 @@ def frame_tiles(ref: np.ndarray, target: np.ndarray, spec: PairSpec, rng: np.ran
     damaged = np.where(failed[..., None], 0, target).astype(np.uint8)
     if spec.align == 'flow':
         cues = prepare_cues(ref, damaged, failed, hom=spec.ref_hom)
-        aligned, fill = cues.warped, cues.fill
+        refs, fill = reference_cues(cues, ref, 1 + spec.ref_raw + spec.ref_hom), cues.fill
     else:
-        aligned, fill = ref, telea_fill(damaged, failed)
+        refs, fill = [ref], telea_fill(damaged, failed)
     ys, xs = np.nonzero(failed)
     tiles = []
     for _ in range(spec.tiles_per_frame):
@@ -110,7 +110,6 @@ def frame_tiles(ref: np.ndarray, target: np.ndarray, spec: PairSpec, rng: np.ran
         y0 = int(np.clip(ys[k] - rng.integers(0, s), 0, h - s))
         x0 = int(np.clip(xs[k] - rng.integers(0, s), 0, w - s))
         win = (slice(y0, y0 + s), slice(x0, x0 + s))
-        refs = [aligned, ref, cues.hom][:1 + spec.ref_raw + spec.ref_hom]
         t = {'ref': np.dstack([a[win] for a in refs]),
              'damaged': np.dstack([fill[win], failed[win].astype(np.uint8) * 255]),
              'target': target[win]}
