@@ -90,6 +90,26 @@ def test_flow_does_not_depend_on_earlier_calls():
     np.testing.assert_array_equal(estimate_flow(ref, cur, failed), before)
 
 
+@pytest.mark.parametrize('shift', [0, 8])
+def test_flow_stays_right_when_most_of_the_frame_failed(frames, shift):
+    """90 % of a real frame in blocks: DIS on the Telea-filled frame goes wrong at the healthy pixels
+    too, so the reference-filled flow is taken instead (static scene: exactly the reference; a pan:
+    better than a copy). At 30 % the Telea-filled flow is kept and follows the pan."""
+    from smcvae_ros.evaluation.evaluate import pair_failure_mask
+    from smcvae_ros.restoration.align import prepare_cues
+    w = frames[0].shape[1] - 8
+    ref, cur = frames[0][:, :w], frames[0][:, shift:shift + w]
+    for ratio in (0.9, 0.3):
+        failed = pair_failure_mask(*cur.shape[:2], ratio, 'blocks', seed=0, index=0)
+        damaged = np.where(failed[..., None], 0, cur).astype(np.uint8)
+        err = np.abs(prepare_cues(ref, damaged, failed).warped.astype(int) - cur)[failed].mean()
+        err_copy = np.abs(ref.astype(int) - cur)[failed].mean()
+        if shift == 0:
+            assert err == 0.0
+        else:
+            assert err < (0.8 if ratio > 0.5 else 0.3) * err_copy
+
+
 def test_telea_fill_by_hole_groups_equals_whole_frame_inpaint():
     world = textured(120, 180)
     failed = np.zeros((120, 180), bool)

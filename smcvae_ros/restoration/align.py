@@ -100,19 +100,51 @@ def smooth_flow_fill(flow: np.ndarray, holes: np.ndarray, factor: int = 4) -> np
     return flow
 
 
-def estimate_flow(ref: np.ndarray, fill: np.ndarray, failed: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """Dense flow (H,W,2) from the filled damaged frame to the reference; inside the (dilated)
-    holes the flow is a smooth fill from the healthy surroundings. `scale` < 1 runs DIS on a
-    downscaled pair (faster; the flow is upscaled back)."""
-    a, b = _gray(fill), _gray(ref)
-    h, w = failed.shape
+REF_FILL_MIN_FAILED = 0.25   # failed fraction from which the reference-filled flow is tried too
+CHECK_STEP = 4               # px between the healthy pixels the two flows are scored on
+
+
+def _dis_flow(a: np.ndarray, b: np.ndarray, scale: float) -> np.ndarray:
+    """DIS flow (H,W,2) from gray `a` to gray `b`, at `scale` of their size when < 1 (upscaled back)."""
+    h, w = a.shape
     if scale != 1.0:
         size = (max(8, int(round(w * scale))), max(8, int(round(h * scale))))
         a, b = (cv2.resize(x, size, interpolation=cv2.INTER_AREA) for x in (a, b))
     flow = _dis().calc(a, b, None)
     if scale != 1.0:
         flow = cv2.resize(flow, (w, h), interpolation=cv2.INTER_LINEAR) * np.float32(w / flow.shape[1])
+    return flow
+
+
+def _healthy_error(ref: np.ndarray, cur: np.ndarray, flow: np.ndarray, healthy: np.ndarray) -> float:
+    """Mean |ref warped by flow - cur| over healthy pixels on a CHECK_STEP grid (gray frames);
+    inf when no grid pixel is healthy."""
+    sel = healthy[::CHECK_STEP, ::CHECK_STEP]
+    if not sel.any():
+        return float('inf')
+    h, w = ref.shape
+    gy, gx = np.mgrid[0:h:CHECK_STEP, 0:w:CHECK_STEP].astype(np.float32)
+    f = flow[::CHECK_STEP, ::CHECK_STEP]
+    got = cv2.remap(ref, gx + f[..., 0], gy + f[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return float(np.abs(got.astype(np.float32) - cur[::CHECK_STEP, ::CHECK_STEP])[sel].mean())
+
+
+def estimate_flow(ref: np.ndarray, fill: np.ndarray, failed: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """Dense flow (H,W,2) from the filled damaged frame to the reference; inside the (dilated)
+    holes the flow is a smooth fill from the healthy surroundings. `scale` < 1 runs DIS on a
+    downscaled pair (faster; the flow is upscaled back).
+
+    When much of the frame failed (>= REF_FILL_MIN_FAILED), DIS's coarse levels see mostly Telea
+    smudge and its flow at the healthy pixels goes wrong too; a second flow is then computed with
+    the holes filled by the reference instead (near-zero motion in the holes, right for a slow
+    scene), and the one whose warp better matches the healthy pixels is kept."""
+    a, b = _gray(fill), _gray(ref)
     holes = cv2.dilate(failed.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    flow = _dis_flow(a, b, scale)
+    if failed.mean() >= REF_FILL_MIN_FAILED and not holes.all():
+        alt = _dis_flow(np.where(failed, b, a), b, scale)
+        if _healthy_error(b, a, alt, ~holes) < _healthy_error(b, a, flow, ~holes):
+            flow = alt
     return smooth_flow_fill(flow, holes)
 
 
