@@ -3,7 +3,8 @@
 - spatial fill: `cv2.inpaint` Telea of the holes from the damaged frame alone;
 - motion-aligned reference: DIS optical flow (MEDIUM) from the filled damaged frame to the last
   healthy frame, flow inside the holes replaced by a smooth fill from around them, and the
-  reference remapped with it (linear, replicate border);
+  reference remapped with it (linear, replicate border); with much of the frame failed, the flow from
+  the reference-filled frame instead where it matches the healthy pixels better;
 - on request, the reference warped by one homography fitted (RANSAC) to the healthy pixels' flow:
   the dominant plane's motion, carried into holes too large for the smooth flow fill.
 
