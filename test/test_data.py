@@ -110,6 +110,26 @@ def test_flow_stays_right_when_most_of_the_frame_failed(frames, shift):
             assert err < (0.8 if ratio > 0.5 else 0.3) * err_copy
 
 
+def test_reference_filled_flow_is_favoured_in_proportion_beyond_half_failed(monkeypatch):
+    """The choice rule alone: a reference-filled flow 15 % worse on the healthy pixels is kept only when
+    so much failed that REF_FILL_FAVOUR * (fraction - 0.5) covers it."""
+    from smcvae_ros.restoration import align
+    calls = []
+
+    def fake_dis(a, b, scale):          # 1st call: Telea-filled frame, 2nd: reference-filled
+        calls.append(a)
+        return np.full(a.shape + (2,), float(len(calls)), np.float32)
+    monkeypatch.setattr(align, '_dis_flow', fake_dis)
+    monkeypatch.setattr(align, '_healthy_error', lambda ref, cur, flow, healthy: 1.0 if flow[0, 0, 0] == 1 else 1.15)
+    img = np.zeros((64, 64, 3), np.uint8)
+    for frac, expect in ((0.4, 1.0), (0.7, 1.0), (0.9, 2.0)):    # favour 1.0, 1.1, 1.2 x at 0.4, 0.7, 0.9
+        failed = np.zeros((64, 64), bool)
+        failed[:, :int(round(64 * frac))] = True
+        calls.clear()
+        flow = align.estimate_flow(img, img, failed)
+        assert len(calls) == 2 and flow[0, -1, 0] == expect      # a healthy pixel keeps the chosen flow
+
+
 def test_telea_fill_by_hole_groups_equals_whole_frame_inpaint():
     world = textured(120, 180)
     failed = np.zeros((120, 180), bool)

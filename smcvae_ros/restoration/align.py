@@ -102,6 +102,7 @@ def smooth_flow_fill(flow: np.ndarray, holes: np.ndarray, factor: int = 4) -> np
 
 
 REF_FILL_MIN_FAILED = 0.25   # failed fraction from which the reference-filled flow is tried too
+REF_FILL_FAVOUR = 0.5        # beyond half failed, its healthy error may exceed the other's by this x (frac - 0.5)
 CHECK_STEP = 4               # px between the healthy pixels the two flows are scored on
 
 
@@ -138,13 +139,17 @@ def estimate_flow(ref: np.ndarray, fill: np.ndarray, failed: np.ndarray, scale: 
     When much of the frame failed (>= REF_FILL_MIN_FAILED), DIS's coarse levels see mostly Telea
     smudge and its flow at the healthy pixels goes wrong too; a second flow is then computed with
     the holes filled by the reference instead (near-zero motion in the holes, right for a slow
-    scene), and the one whose warp better matches the healthy pixels is kept."""
+    scene), and the one whose warp better matches the healthy pixels is kept. Beyond half failed the
+    Telea-filled flow's fit to the few healthy pixels says less about the holes, so the
+    reference-filled one is favoured in proportion (REF_FILL_FAVOUR)."""
     a, b = _gray(fill), _gray(ref)
     holes = cv2.dilate(failed.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
     flow = _dis_flow(a, b, scale)
-    if failed.mean() >= REF_FILL_MIN_FAILED and not holes.all():
+    frac = float(failed.mean())
+    if frac >= REF_FILL_MIN_FAILED and not holes.all():
         alt = _dis_flow(np.where(failed, b, a), b, scale)
-        if _healthy_error(b, a, alt, ~holes) < _healthy_error(b, a, flow, ~holes):
+        favour = 1.0 + REF_FILL_FAVOUR * max(0.0, frac - 0.5)
+        if _healthy_error(b, a, alt, ~holes) < favour * _healthy_error(b, a, flow, ~holes):
             flow = alt
     return smooth_flow_fill(flow, holes)
 
