@@ -149,7 +149,8 @@ def estimate_flow(ref: np.ndarray, fill: np.ndarray, failed: np.ndarray, scale: 
     if frac >= REF_FILL_MIN_FAILED and not holes.all():
         alt = _dis_flow(np.where(failed, b, a), b, scale)
         favour = 1.0 + REF_FILL_FAVOUR * max(0.0, frac - 0.5)
-        if _healthy_error(b, a, alt, ~holes) < favour * _healthy_error(b, a, flow, ~holes):
+        healthy = ~holes
+        if _healthy_error(b, a, alt, healthy) < favour * _healthy_error(b, a, flow, healthy):
             flow = alt
     return smooth_flow_fill(flow, holes)
 
