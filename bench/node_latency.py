@@ -4,10 +4,16 @@
 2. Restoration of ~10% failed rectangular blocks (24-120 px a side, anywhere: on no grid): the node's
    end-to-end round trip and failed-region PSNR vs cv2.inpaint (Telea) on the same frames and masks,
    timed in the same run, and vs the flow-warp / blend baselines.
-3. Per-stage breakdown of a restored frame (decode, align, tile, infer, merge, publish), the same
-   code as the node (Restorer + message conversion) run in-process on the same frames and masks.
+3. Per-stage breakdown of a restored frame: inside the node (its /diagnostics `last_stage_ms`: wait,
+   align, tile, infer, merge, publish), and the same code (Restorer + message conversion) run
+   in-process on the same frames and masks after the node stopped (decode, align, tile, infer, merge,
+   publish: message filling only).
 
-    .venv/bin/python bench/node_latency.py [--frames 40] [--model PATH] [--size 1280x720]
+    .venv/bin/python bench/node_latency.py [--frames 40] [--profile cpu] [--model PATH] [--size 1280x720]
+
+--profile NAME starts the node with config/profile_NAME.yaml over restore.yaml, exactly as
+`ros2 launch smcvae_ros restore.launch.py profile:=NAME` does, and takes the in-process breakdown's
+settings from it; options given explicitly override the profile (as launch arguments would).
 """
 from __future__ import annotations
 
@@ -22,7 +28,7 @@ import cv2
 import numpy as np
 
 from smcvae_ros.cli import add_process_scale
-from smcvae_ros.cli.harness import Client, NodeProcess, image_msg
+from smcvae_ros.cli.harness import Client, NodeProcess, image_msg, params_file
 from smcvae_ros.data.clips import SHARED_VAL
 from smcvae_ros.engine import create_backend
 from smcvae_ros.engine.base import read_model_config, resolve_model
@@ -33,7 +39,9 @@ from smcvae_ros.restoration.align import prepare_cues
 from smcvae_ros.restoration.masks import random_rois
 from smcvae_ros.restoration.restorer import at_scale
 from smcvae_ros.restoration.tiles import tile_origins
+from smcvae_ros.ros.diagnostics import parse_stages
 from smcvae_ros.ros.env import ros_env
+from smcvae_ros.ros.launch_args import profile_file
 from smcvae_ros.ros.messages import fill_image_msg, image_msg_to_array
 
 RELAY_IN, RELAY_OUT, NODE_IN = '/relay/image_raw', '/relay/image_restored', '/bench/image_raw'
@@ -66,6 +74,28 @@ def load_frames(n: int, w: int, h: int) -> tuple[str, list[np.ndarray]]:
                                                    for p in paths]
     from smcvae_ros.data.synthetic import generate_sequence
     return f'generated road sequence {w}x{h}', generate_sequence(n, w, h)
+
+
+NODE_DEFAULTS = {'model': '', 'flow_scale': 1.0, 'process_scale': 1.0, 'precision': 'fp32', 'tile_overlap': 8}
+PROFILE_KEYS = {'model_path': 'model', 'flow_scale': 'flow_scale', 'process_scale': 'process_scale',
+                'precision': 'precision', 'tile_overlap': 'tile_overlap'}
+
+
+def node_params_files(args) -> list[Path]:
+    """The node's params files (restore.yaml, then the profile's); fills the options left unset from
+    the profile, then from the bench defaults (fp32: the node's fp16 applies to GPUs only)."""
+    import yaml
+    files = [params_file()]
+    if args.profile:
+        files.append(Path(profile_file(args.profile, str(files[0].parent))))
+        values = yaml.safe_load(files[1].read_text())['/**']['ros__parameters']
+        for key, option in PROFILE_KEYS.items():
+            if getattr(args, option) is None and key in values:
+                setattr(args, option, values[key])
+    for option, value in NODE_DEFAULTS.items():
+        if getattr(args, option) is None:
+            setattr(args, option, value)
+    return files
 
 
 def stats(ms) -> str:
@@ -106,19 +136,22 @@ def main() -> int:
     ap.add_argument('--relay', action='store_true', help=argparse.SUPPRESS)
     ap.add_argument('--frames', type=int, default=40)
     ap.add_argument('--size', default='1280x720')
-    ap.add_argument('--model', default='')
+    ap.add_argument('--profile', default='', help='a shipped parameter profile (cpu), as the launch argument profile:=')
+    ap.add_argument('--model', default=None, help="the node parameter model_path (default: the profile's, else '')")
     ap.add_argument('--backend', default='auto')
     ap.add_argument('--ratio', type=float, default=0.1)
     ap.add_argument('--seed', type=int, default=0)
-    ap.add_argument('--flow-scale', type=float, default=1.0, help='the node parameter flow_scale')
+    ap.add_argument('--flow-scale', type=float, default=None, help='the node parameter flow_scale (default 1.0)')
     add_process_scale(ap)
-    ap.add_argument('--precision', default='fp32', choices=('fp32', 'int8'), help='the node parameter precision (CPU)')
-    ap.add_argument('--tile-overlap', type=int, default=8, help='the node parameter tile_overlap')
+    ap.add_argument('--precision', default=None, choices=('fp32', 'int8'), help='the node parameter precision (CPU)')
+    ap.add_argument('--tile-overlap', type=int, default=None, help='the node parameter tile_overlap (default 8)')
+    ap.set_defaults(process_scale=None)
     args = ap.parse_args()
     if args.relay:
         relay_main()
         return 0
     ros_env()
+    files = node_params_files(args)
     w, h = (int(v) for v in args.size.split('x'))
     model = resolve_model(args.model)
     read_model_config(model)  # fail early on a bad model path
@@ -128,7 +161,7 @@ def main() -> int:
                                               'image_topics': [NODE_IN], 'diagnostics_period_s': 0.1,
                                               'flow_scale': args.flow_scale, 'precision': args.precision,
                                               'process_scale': args.process_scale,
-                                              'tile_overlap': args.tile_overlap})
+                                              'tile_overlap': args.tile_overlap}, params=files)
     client = Client('bench_client')
     try:
         client.received[RELAY_OUT] = []
@@ -144,13 +177,13 @@ def main() -> int:
             sent[topic] += 1
             return client.send_frame(topic, image_msg(img, 'rgb8', stamp[0], 'bench'))
 
-        def node_latency_ms() -> float:
-            """restore_node's own receive -> publish time for the last frame (its /diagnostics)."""
+        def node_latency_ms() -> tuple[float, dict[str, float]]:
+            """restore_node's own receive -> publish time for the last frame and its stages (/diagnostics)."""
             def settled():
                 s = client.status(NODE_IN)
                 return s and int(s['frames_out']) == sent[NODE_IN] and s
             st = client.wait_for(settled, 5)
-            return float(st['last_latency_ms'])
+            return float(st['last_latency_ms']), parse_stages(st['last_stage_ms'])
 
         for topic in (RELAY_IN, NODE_IN):                      # DDS warm-up (first sample waits a heartbeat)
             send(topic, frames[0]), send(topic, frames[0])
@@ -161,6 +194,7 @@ def main() -> int:
                 (relay_ms if topic == RELAY_IN else pass_ms).append(1e3 * send(topic, img)[2])
         rng = np.random.default_rng(args.seed)
         rest_ms, inner_ms, telea_ms, fail_pct, cases = [], [], [], [], []
+        node_stages = {}
         scores = {k: [] for k in ('smcvae', 'telea', 'flow', 'blend', 'copy')}
         for i in range(len(frames) - 1):
             reference, truth = frames[i], frames[i + 1]
@@ -172,7 +206,11 @@ def main() -> int:
             damaged = np.where(failed[..., None], 0, truth).astype(np.uint8)
             out, _, lat = send(NODE_IN, damaged)
             rest_ms.append(1e3 * lat)
-            inner_ms.append(node_latency_ms())
+            total, stages_ms = node_latency_ms()
+            inner_ms.append(total)
+            stages_ms['other (decode, triage, locks)'] = total - sum(stages_ms.values())
+            for k, v in stages_ms.items():
+                node_stages.setdefault(k, []).append(v)
             scores['smcvae'].append(psnr(image_msg_to_array(out), truth, failed))
             t0 = time.perf_counter()
             telea = cv2.inpaint(damaged, failed.astype(np.uint8) * 255, 3, cv2.INPAINT_TELEA)
@@ -193,7 +231,8 @@ def main() -> int:
         except subprocess.TimeoutExpired:
             relay.kill()
     stages = stage_breakdown(cases, model, args)
-    print(f'\nframes: {source}; model {model.name}; backend {backend}; flow_scale {args.flow_scale}; '
+    print(f'\nframes: {source}; profile {args.profile or "none"}; model {model.name}; backend {backend}; '
+          f'flow_scale {args.flow_scale}; '
           f'process_scale {args.process_scale}; '
           f'tile_overlap {args.tile_overlap}; precision {args.precision}')
     print(f'{"measurement":<52} {"median":>7} {"p90":>7}  (ms, publish -> output received)')
@@ -202,6 +241,8 @@ def main() -> int:
     print(f'{"  ratio restore_node / relay (median)":<52} {np.median(pass_ms) / np.median(relay_ms):7.2f}')
     print(f'{f"restore_node, {np.mean(fail_pct):.1f}% failed (blocks 24-120 px), round trip":<52} {stats(rest_ms)}')
     print(f'{"  of which inside restore_node":<52} {stats(inner_ms)}')
+    for k, v in node_stages.items():
+        print(f'{f"    {k}":<52} {stats(v)}')
     print(f'{"cv2.inpaint Telea r=3, same frames and masks":<52} {stats(telea_ms)}')
     print(f'{"  ratio node round trip / Telea (median)":<52} {np.median(rest_ms) / np.median(telea_ms):7.2f}')
     print(f'\nper-stage breakdown, same frames and masks, in-process ({np.median(stages["tiles"]):.0f} tiles median; '

@@ -8,6 +8,7 @@ from smcvae_ros.data.clips import read_rgb
 from smcvae_ros.restoration import rois_to_mask
 from smcvae_ros.restoration.masks import random_rois
 from smcvae_ros.cli.harness import health_array, image_msg, params_file
+from smcvae_ros.ros.diagnostics import parse_stages
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -40,6 +41,10 @@ def test_restores_failed_rois_keeping_healthy_pixels_bit_exact(ros, frames):
     st = settled_status(client, CAM_A)
     assert st['last_status'] == 'restored' and int(st['failed_pixels']) == px.sum()
     assert float(st['reference_age_s']) == pytest.approx(0.1, abs=1e-3)
+    stages = parse_stages(st['last_stage_ms'])                  # where the node's time went, per stage
+    assert list(stages) == ['wait', 'align', 'tile', 'infer', 'merge', 'publish']
+    assert all(v >= 0 for v in stages.values()) and stages['infer'] > 0
+    assert sum(stages.values()) <= float(st['last_latency_ms']) + 0.5   # rounding
     client.send_health(CAM_A, CAM_A)                            # OK clears: the next frame passes through
     msg, out, mask = send(client, CAM_A, frames[2])
     assert bytes(out.data) == bytes(msg.data) and mask is None

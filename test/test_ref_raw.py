@@ -82,7 +82,8 @@ def test_training_tiles_and_run_time_tiles_hold_the_raw_reference(road):
     failed = np.zeros(target.shape[:2], bool)
     failed[40:57, 33:70] = True
     damaged = np.where(failed[..., None], 0, target).astype(np.uint8)
-    ts = plan_tiles(prepare_cues(ref, damaged, failed), failed, 32, 8, 8, (ref,))
+    cues = prepare_cues(ref, damaged, failed)
+    ts = plan_tiles([cues.warped, ref], cues.fill, failed, 32, 8, 8)
     (y, x) = ts.origins[0]
     assert ts.ref.shape[1] == 6
     np.testing.assert_array_equal(ts.ref[0, 3:], ref[y:y + 32, x:x + 32].transpose(2, 0, 1) / np.float32(255))
@@ -126,7 +127,7 @@ def test_tensorrt_profile_takes_the_six_channel_reference():
 
 # --- `ref_hom`: the homography-warped reference as a fourth cue -----------------------------------
 def test_homography_warp_recovers_a_plane_motion_and_fills_large_holes(road):
-    from smcvae_ros.restoration.align import homography_warp, warp
+    from smcvae_ros.restoration.align import hole_margin, homography_warp, warp
     ref = road[0]
     h, w = ref.shape[:2]
     hom = np.array([[1.02, 0.01, -3.0], [0.005, 1.03, 2.0], [1e-5, 2e-5, 1.0]])
@@ -135,7 +136,7 @@ def test_homography_warp_recovers_a_plane_motion_and_fills_large_holes(road):
     flow = (pts[..., :2] / pts[..., 2:] - np.stack([gx, gy], -1)).astype(np.float32)
     failed = np.zeros((h, w), bool)
     failed[20:80, 40:120] = True                   # a hole larger than the smooth flow fill can follow
-    got = homography_warp(ref, flow, failed)
+    got = homography_warp(ref, flow, hole_margin(failed))
     inside = np.abs(got[failed].astype(int) - warp(ref, flow)[failed].astype(int))
     assert got.shape == ref.shape and inside.mean() < 1.0
     assert homography_warp(ref, flow, np.ones((h, w), bool)) is None     # nothing healthy to fit

@@ -156,12 +156,11 @@ def test_downscaled_uncertainty_covers_the_failed_pixels(backend):
 
 
 def test_tiles_cover_every_failed_pixel_and_blend_without_seams():
-    from smcvae_ros.restoration.align import Cues
     from smcvae_ros.restoration.tiles import blend_tiles, plan_tiles
     h, w = 93, 241
     img = np.zeros((h, w, 3), np.uint8)
     failed = rois_to_mask([(31, 17, 45, 23), (199, 0, 42, 93)], h, w)
-    tiles = plan_tiles(Cues(img, img), failed, 32, 8, 8)
+    tiles = plan_tiles([img], img, failed, 32, 8, 8)
     cover = np.zeros((h, w), int)
     for y, x in tiles.origins:
         cover[y:y + 32, x:x + 32] += 1

@@ -131,10 +131,16 @@ def _healthy_error(ref: np.ndarray, cur: np.ndarray, flow: np.ndarray, healthy: 
     return float(np.abs(got.astype(np.float32) - cur[::CHECK_STEP, ::CHECK_STEP])[sel].mean())
 
 
-def estimate_flow(ref: np.ndarray, fill: np.ndarray, failed: np.ndarray, scale: float = 1.0) -> np.ndarray:
-    """Dense flow (H,W,2) from the filled damaged frame to the reference; inside the (dilated)
-    holes the flow is a smooth fill from the healthy surroundings. `scale` < 1 runs DIS on a
-    downscaled pair (faster; the flow is upscaled back).
+def hole_margin(failed: np.ndarray) -> np.ndarray:
+    """(H,W) bool: the failed pixels grown by 2 px, where the holes disturb DIS's flow."""
+    return cv2.dilate(failed.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+
+
+def estimate_flow(ref: np.ndarray, fill: np.ndarray, failed: np.ndarray, scale: float = 1.0,
+                  holes: np.ndarray | None = None) -> np.ndarray:
+    """Dense flow (H,W,2) from the filled damaged frame to the reference; inside `holes`
+    (hole_margin(failed) when None) the flow is a smooth fill from the healthy surroundings.
+    `scale` < 1 runs DIS on a downscaled pair (faster; the flow is upscaled back).
 
     When much of the frame failed (>= REF_FILL_MIN_FAILED), DIS's coarse levels see mostly Telea
     smudge and its flow at the healthy pixels goes wrong too; a second flow is then computed with
@@ -143,7 +149,7 @@ def estimate_flow(ref: np.ndarray, fill: np.ndarray, failed: np.ndarray, scale: 
     Telea-filled flow's fit to the few healthy pixels says less about the holes, so the
     reference-filled one is favoured in proportion (REF_FILL_FAVOUR)."""
     a, b = _gray(fill), _gray(ref)
-    holes = cv2.dilate(failed.astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
+    holes = hole_margin(failed) if holes is None else holes
     flow = _dis_flow(a, b, scale)
     frac = float(failed.mean())
     if frac >= REF_FILL_MIN_FAILED and not holes.all():
@@ -165,11 +171,12 @@ HOM_STEP = 8            # px between the healthy flow samples the homography is 
 HOM_RANSAC_PX = 2.0
 
 
-def homography_warp(ref: np.ndarray, flow: np.ndarray, failed: np.ndarray) -> np.ndarray | None:
+def homography_warp(ref: np.ndarray, flow: np.ndarray, holes: np.ndarray) -> np.ndarray | None:
     """`ref` warped by the homography that best explains (RANSAC) the flow at healthy pixels (a grid
-    every HOM_STEP px, 2 px away from any hole); None when too few healthy samples or no fit."""
-    h, w = failed.shape
-    holes = cv2.dilate(failed.astype(np.uint8), np.ones((5, 5), np.uint8))[::HOM_STEP, ::HOM_STEP] > 0
+    every HOM_STEP px outside `holes`, the failed pixels' hole_margin); None when too few healthy
+    samples or no fit."""
+    h, w = holes.shape
+    holes = holes[::HOM_STEP, ::HOM_STEP]
     gy, gx = np.mgrid[0:h:HOM_STEP, 0:w:HOM_STEP].astype(np.float32)
     src = np.stack([gx[~holes], gy[~holes]], 1)
     if len(src) < 16:
@@ -190,16 +197,20 @@ def prepare_cues(ref: np.ndarray, damaged: np.ndarray, failed: np.ndarray, flow_
     fill = telea_fill(damaged, failed) if fill is None else fill
     if not failed.any():
         return Cues(fill, ref, ref if hom else None)
-    flow = estimate_flow(ref, fill, failed, flow_scale)
+    holes = hole_margin(failed)
+    flow = estimate_flow(ref, fill, failed, flow_scale, holes)
     warped = warp(ref, flow)
     hom_warped = None
     if hom:
-        hom_warped = homography_warp(ref, flow, failed)
+        hom_warped = homography_warp(ref, flow, holes)
         hom_warped = warped if hom_warped is None else hom_warped
     return Cues(fill, warped, hom_warped)
 
 
-def reference_cues(cues: Cues, ref: np.ndarray, n: int) -> list[np.ndarray]:
-    """The model's `ref` input cues in order, the first n of: the flow-warped reference, the raw
-    reference (`ref_raw`), the homography-warped reference (`ref_hom`; prepare_cues(hom=True))."""
-    return [cues.warped, ref, cues.hom][:n]
+def model_cues(ref: np.ndarray, damaged: np.ndarray, failed: np.ndarray, n_refs: int,
+               flow_scale: float = 1.0) -> tuple[list[np.ndarray], np.ndarray]:
+    """The model's inputs from one damaged frame: its `ref` cues in order, the first n_refs of the
+    flow-warped reference, the raw reference (`ref_raw`) and the homography-warped reference
+    (`ref_hom`), and the Telea fill (`damaged`). The restorer and the training tiles both use this."""
+    cues = prepare_cues(ref, damaged, failed, flow_scale, hom=n_refs > 2)
+    return [cues.warped, ref, cues.hom][:n_refs], cues.fill

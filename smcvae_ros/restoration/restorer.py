@@ -15,7 +15,7 @@ from enum import Enum
 import cv2
 import numpy as np
 
-from .align import prepare_cues, reference_cues
+from .align import model_cues
 from .detect import DetectSettings, detect_failed_patches
 from .frames import ENCODINGS, check_image, grid_to_pixels, rgb_pixels_to, to_rgb
 from .tiles import TileSet, blend_tiles, plan_tiles
@@ -187,11 +187,9 @@ class Restorer:
         for job in jobs:
             t0 = time.perf_counter()
             job.work = at_scale(job.reference, job.rgb, job.failed, st.process_scale)
-            n_cues = self.backend.ref_chans // 3
-            cues = prepare_cues(*job.work, st.flow_scale, hom=n_cues > 2)
+            refs, fill = model_cues(*job.work, self.backend.ref_chans // 3, st.flow_scale)
             t1 = time.perf_counter()
-            extra = reference_cues(cues, job.work[0], n_cues)[1:]
-            job.tiles = plan_tiles(cues, job.work[2], s, self.patch, st.tile_overlap, extra)
+            job.tiles = plan_tiles(refs, fill, job.work[2], s, self.patch, st.tile_overlap)
             job.result.timings.update(align=1e3 * (t1 - t0), tile=1e3 * (time.perf_counter() - t1))
         t0 = time.perf_counter()
         ref_b = np.concatenate([j.tiles.ref for j in jobs])

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .align import Cues
 from .masks import failure_components
 
 
@@ -92,18 +91,18 @@ def _pad(a: np.ndarray, size: int) -> np.ndarray:
     return np.pad(a, pad, mode='reflect' if min(h, w) > 1 else 'edge')
 
 
-def plan_tiles(cues: Cues, failed: np.ndarray, size: int, patch: int, overlap: int,
-               extra: tuple[np.ndarray, ...] = ()) -> TileSet:
-    """Tiles (model inputs) over the failed pixels of one frame; `extra` reference cues (the unwarped
-    reference for `ref_raw`, then the homography-warped one for `ref_hom`) are stacked after the
-    aligned one in each tile's `ref`."""
+def plan_tiles(refs: list[np.ndarray], fill: np.ndarray, failed: np.ndarray, size: int, patch: int,
+               overlap: int) -> TileSet:
+    """Tiles (model inputs) over the failed pixels of one frame: `refs` (align.model_cues: the aligned
+    reference, then the extra reference cues) stacked in each tile's `ref`, `fill` and the failed
+    pixels in its `damaged`."""
     if not 0 <= overlap < size // 2:
         raise ValueError(f'tile_overlap must be in [0, {size // 2}), got {overlap}')
     h, w = failed.shape
-    warped, fill, fail = (_pad(a, size) for a in (cues.warped, cues.fill, failed))
+    fill, fail = _pad(fill, size), _pad(failed, size)
     origins = tile_origins(fail, size, overlap)
     crop = lambda a: np.stack([a[y:y + size, x:x + size] for y, x in origins])  # noqa: E731
-    ref = np.concatenate([crop(warped)] + [crop(_pad(a, size)) for a in extra], axis=3)
+    ref = np.concatenate([crop(_pad(a, size)) for a in refs], axis=3)
     ref = ref.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
     f = crop(fail)
     damaged = np.concatenate([crop(fill).transpose(0, 3, 1, 2).astype(np.float32) / 255.0,

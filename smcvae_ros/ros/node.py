@@ -33,7 +33,7 @@ from ..engine import Backend, create_backend
 from ..restoration import FrameStatus, Restorer
 from . import params as P
 from .compat import SubscriptionEventCallbacks, add_parameter_callbacks
-from .diagnostics import CameraStats, camera_status
+from .diagnostics import CameraStats, camera_status, stage_summary
 from .handler import Frame, FrameHandler, FrameOutcome
 from .health import Failure, failure_from_status, short
 from .messages import MalformedMessage, decode_compressed, fill_image_msg
@@ -311,18 +311,22 @@ class RestoreNode(LifecycleNode):
     def _handle(self, batch) -> None:
         """Handle and publish frames [(camera, msg, monotonic receive time, failure, ROS receive time)]."""
         try:
+            t_start = time.monotonic()
             outcomes = self.handler.handle([Frame(c.topic, msg, failure, rx) for c, msg, _, failure, rx in batch])
             for (cam, msg, t_in, *_), out in zip(batch, outcomes):
-                self._publish(cam, msg, t_in, out, len(batch))
+                self._publish(cam, msg, t_in, out, len(batch), 1e3 * (t_start - t_in))
         except Exception as e:  # noqa: BLE001 - never let a frame end the executor or the worker
             self.get_logger().error(f'frame handling error: {type(e).__name__}: {short(e)}',
                                     throttle_duration_sec=THROTTLE_S)
 
-    def _publish(self, cam: Camera, msg: Image, t_in: float, out: FrameOutcome, batch_size: int) -> None:
+    def _publish(self, cam: Camera, msg: Image, t_in: float, out: FrameOutcome, batch_size: int,
+                 wait_ms: float) -> None:
         """Publish one output frame; unchanged frames reuse the input message. Mask and uncertainty go
-        out only for restored frames: no mask with a frame's stamp means nothing was synthesized."""
+        out only for restored frames: no mask with a frame's stamp means nothing was synthesized.
+        wait_ms: receive -> handling start (queueing behind the previous frame)."""
         self._log_outcome(cam, msg, out)
         res = out.result
+        t_pub = time.monotonic()
         cam.pubs['image_restored'].publish(
             fill_image_msg(Image(), res.image, msg.encoding, msg.header) if out.restored else msg)
         if out.restored and self.values['publish_mask']:
@@ -337,7 +341,10 @@ class RestoreNode(LifecycleNode):
             s.frames_flagged += out.status.flagged
             s.errors += out.status == FrameStatus.ERROR
             s.last_status, s.last_message = out.status.value, out.message
-            s.last_latency_ms = (time.monotonic() - t_in) * 1e3
+            t_end = time.monotonic()
+            s.last_latency_ms = (t_end - t_in) * 1e3
+            if out.restored:
+                s.last_stage_ms = stage_summary({'wait': wait_ms, **res.timings, 'publish': 1e3 * (t_end - t_pub)})
             s.last_failed_pixels = res.failed_pixels if res is not None else 0
             s.last_reference_age_s = res.reference_age_s if res is not None else None
             s.last_batch_size = batch_size

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..data.clips import Clip
-from ..restoration.align import prepare_cues, reference_cues, telea_fill
+from ..restoration.align import model_cues, telea_fill
 from ..restoration.masks import pixel_failure_mask
 
 
@@ -99,8 +99,7 @@ def frame_tiles(ref: np.ndarray, target: np.ndarray, spec: PairSpec, rng: np.ran
     failed = pixel_failure_mask(rng, h, w, r, pattern or spec.pattern)
     damaged = np.where(failed[..., None], 0, target).astype(np.uint8)
     if spec.align == 'flow':
-        cues = prepare_cues(ref, damaged, failed, hom=spec.ref_hom)
-        refs, fill = reference_cues(cues, ref, 1 + spec.ref_raw + spec.ref_hom), cues.fill
+        refs, fill = model_cues(ref, damaged, failed, 1 + spec.ref_raw + spec.ref_hom)
     else:
         refs, fill = [ref], telea_fill(damaged, failed)
     ys, xs = np.nonzero(failed)
