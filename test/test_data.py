@@ -195,10 +195,21 @@ def test_camera_look_rerenders_both_frames_alike(clip_dir):
     assert np.abs(r.astype(int) - t.astype(int)).mean() < 0.25 * np.abs(r.astype(int) - ref.astype(int)).mean() + 4
 
 
-def test_validation_tiles_ignore_camera_aug(clip_dir):
+def test_ratio_power_tilts_the_failed_ratio_within_its_range():
+    from smcvae_ros.training.pairs import draw_ratio
+    draws = lambda k: np.array([draw_ratio(PairSpec(ratio=(0.1, 0.9), ratio_power=k), rng)  # noqa: E731
+                                for rng in [np.random.default_rng(0)] for _ in range(4000)])
+    flat, tilted = draws(0.0), draws(1.0)
+    assert 0.1 <= flat.min() and flat.max() <= 0.9 and 0.1 <= tilted.min() and tilted.max() <= 0.9
+    assert abs(flat.mean() - 0.5) < 0.02 and abs((flat >= 0.8).mean() - 0.125) < 0.02   # uniform
+    assert abs((tilted >= 0.8).mean() - 0.17 / 0.8) < 0.02                      # P(r >= 0.8) = (0.81 - 0.64) / 0.8
+    assert abs((tilted <= 0.3).mean() - 0.08 / 0.8) < 0.02                      # P(r <= 0.3) = (0.09 - 0.01) / 0.8
+
+
+def test_validation_tiles_ignore_camera_aug_and_sampling_tilts(clip_dir):
     from smcvae_ros.training.train import validation_batch
     spec = PairSpec(img_size=32, patch_size=8, scale=(1.0, 1.0), tiles_per_frame=2)
-    aug = PairSpec(**{**spec.__dict__, 'camera_aug': 1.0})
+    aug = PairSpec(**{**spec.__dict__, 'camera_aug': 1.0, 'ratio_power': 2.0, 'gap_power': 1.0})
     for x, y in zip(validation_batch(spec, clip_dir, 4), validation_batch(aug, clip_dir, 4)):
         assert __import__('torch').equal(x, y)
 

@@ -26,6 +26,7 @@ class PairSpec:
     gap: tuple[int, int] = (1, 10)
     gap_power: float = 0.0      # P(gap = g) ~ g^-gap_power: > 0 favours short gaps
     ratio: tuple[float, float] = (0.1, 0.9)
+    ratio_power: float = 0.0    # density of the failed ratio r ~ r^ratio_power on `ratio`: > 0 favours large failures
     pattern: str = 'mixed'
     scale: tuple[float, float] = (0.5, 1.0)
     flip: bool = True
@@ -51,6 +52,13 @@ def pick_pair(clips: list[Clip], spec: PairSpec, rng: np.random.Generator, gap: 
     g = min(int(gap), len(clip) - 1)
     t = int(rng.integers(g, len(clip)))
     return clip.read(t - g), clip.read(t)
+
+
+def draw_ratio(spec: PairSpec, rng: np.random.Generator) -> float:
+    """A failed ratio on spec.ratio with density ~ r^ratio_power (inverse CDF; 0 = uniform)."""
+    k = spec.ratio_power + 1.0
+    lo, hi = (float(v) ** k for v in spec.ratio)
+    return float(rng.uniform(lo, hi) ** (1.0 / k))
 
 
 def camera_look(ref: np.ndarray, target: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -95,7 +103,7 @@ def frame_tiles(ref: np.ndarray, target: np.ndarray, spec: PairSpec, rng: np.ran
         size = (max(s, int(round(w * sc))), max(s, int(round(h * sc))))
         ref, target = (cv2.resize(a, size, interpolation=cv2.INTER_AREA) for a in (ref, target))
         h, w = target.shape[:2]
-    r = float(rng.uniform(*spec.ratio)) if ratio is None else ratio
+    r = draw_ratio(spec, rng) if ratio is None else ratio
     failed = pixel_failure_mask(rng, h, w, r, pattern or spec.pattern)
     damaged = np.where(failed[..., None], 0, target).astype(np.uint8)
     if spec.align == 'flow':

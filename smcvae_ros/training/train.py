@@ -169,7 +169,8 @@ def load_checkpoint(path: Path, model: SMCVAE, opt: torch.optim.Optimizer) -> tu
 def validation_batch(spec: PairSpec, val_dir, n: int) -> tuple[torch.Tensor, ...]:
     """The fixed val tiles a run selects on: `spec` unflipped and unaugmented, gaps uniform, mixed
     failures, seed 1234."""
-    val_spec = PairSpec(**{**asdict(spec), 'flip': False, 'gap_power': 0.0, 'camera_aug': 0.0})
+    plain = {'flip': False, 'gap_power': 0.0, 'ratio_power': 0.0, 'camera_aug': 0.0}
+    val_spec = PairSpec(**{**asdict(spec), **plain})
     return fixed_batch(list_clips(val_dir), val_spec, n, seed=1234, pattern='mixed')
 
 
