@@ -83,6 +83,9 @@ def test_masks_are_reproducible_and_gap_independent(clip_dir):
         np.testing.assert_array_equal(p1.failed, p3.failed)             # same holes at every gap
         np.testing.assert_array_equal(p1.target, p3.target)
         assert (p1.t - p1.ref_t, p3.t - p3.ref_t) == (1, 3)
+    big = build_pairs(targets, 0.5, 3, 'random', 0, size=(97, 61))    # --size: another camera's resolution
+    assert all(p.target.shape == p.ref.shape == (61, 97, 3) and p.failed.shape == (61, 97) for p in big)
+    assert abs(np.mean([p.failed.mean() for p in big]) - 0.5) < 0.15
 
 
 def test_smcvae_method_keeps_healthy_pixels(tiny_model, clip_dir):
@@ -144,6 +147,9 @@ def test_eval_cli_errors(tiny_model, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(['eval', '--model', str(tiny_model), '--clips', str(tmp_path), '--process-scale', '0'])
     assert e.value.code == 2 and '--process-scale: must be in 0.25..1.0' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli.main(['eval', '--model', str(tiny_model), '--clips', str(tmp_path), '--size', '1280'])
+    assert e.value.code == 2 and 'expected WxH' in capsys.readouterr().err
 
 
 def test_ablate_tiny_budget(clip_dir, tmp_path):

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 from tqdm import tqdm
 
@@ -69,13 +70,17 @@ def pair_failure_mask(height: int, width: int, ratio: float, pattern: str, seed:
     return pixel_failure_mask(rng, height, width, ratio, pattern, cell)
 
 
-def build_pairs(targets: list[tuple[Clip, int]], ratio: float, gap: int, pattern: str, seed: int) -> list[EvalPair]:
+def build_pairs(targets: list[tuple[Clip, int]], ratio: float, gap: int, pattern: str, seed: int,
+                size: tuple[int, int] | None = None) -> list[EvalPair]:
+    """The pairs of one setting; size (W, H): frames resized (bicubic) to it before the mask is drawn."""
+    read = (lambda c, k: c.read(k)) if size is None else (  # noqa: E731
+        lambda c, k: cv2.resize(c.read(k), size, interpolation=cv2.INTER_CUBIC))
     pairs = []
     for i, (clip, t) in enumerate(targets):
         r = max(0, t - gap)
-        target = clip.read(t)
+        target = read(clip, t)
         failed = pair_failure_mask(*target.shape[:2], ratio, pattern, seed, i)
-        pairs.append(EvalPair(i, clip.name, t, r, gap, ratio, clip.read(r), target, failed))
+        pairs.append(EvalPair(i, clip.name, t, r, gap, ratio, read(clip, r), target, failed))
     return pairs
 
 
@@ -172,8 +177,9 @@ def sweep_rows(rows: list[dict], sweep: str, settings: list[tuple[float, int]]) 
 
 def evaluate(clips_dir: str | Path, out_dir: str | Path, smcvae: SMCVAEMethod, ratios=(0.1, 0.3, 0.5, 0.7, 0.9),
              gaps=(1, 2, 3, 5, 7, 10), ratio: float = 0.5, gap: int = 3, n_pairs: int = 24, pattern: str = 'random',
-             seed: int = 0, examples: int = 4, model_name: str = '') -> str:
-    """Both sweeps, CSVs, plots, the example grid and summary.md in out_dir; returns the summary."""
+             seed: int = 0, examples: int = 4, model_name: str = '', size: tuple[int, int] | None = None) -> str:
+    """Both sweeps, CSVs, plots, the example grid and summary.md in out_dir; returns the summary.
+    size (W, H): every frame resized to it first (a proxy for a camera of that resolution)."""
     from .report import example_grid, plot_sweep, summary_markdown
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -187,7 +193,7 @@ def evaluate(clips_dir: str | Path, out_dir: str | Path, smcvae: SMCVAEMethod, r
     with tqdm(total=len(settings) * n_pairs, desc='eval', unit='pair', dynamic_ncols=True) as bar:
         for r, g in settings:
             bar.set_postfix(ratio=r, gap=g)
-            pairs = build_pairs(targets, r, g, pattern, seed)
+            pairs = build_pairs(targets, r, g, pattern, seed, size)
             keep = examples if (r, g) == (ratio, gap) else 0
             new_rows, new_kept = run_pairs(methods, pairs, keep, bar)
             rows += new_rows
@@ -203,7 +209,8 @@ def evaluate(clips_dir: str | Path, out_dir: str | Path, smcvae: SMCVAEMethod, r
     scale = smcvae.restorer.settings.process_scale
     setup = (f'{len(clips)} clip(s) in `{clips_dir}`, {n_pairs} pairs per setting, pattern `{pattern}`, '
              f'seed {seed}, model `{model_name}`, backend {smcvae.backend.describe()}'
-             + (f', process_scale {scale}' if scale != 1.0 else ''))
+             + (f', process_scale {scale}' if scale != 1.0 else '')
+             + (f', frames resized to {size[0]}x{size[1]}' if size else ''))
     text = summary_markdown(aggregate(rows, ratio, gap), ratio_table, gap_table, ratio, gap, setup)
     (out / 'summary.md').write_text(text)
     return text
@@ -217,6 +224,16 @@ def _ints(s: str) -> tuple[int, ...]:
     return tuple(int(x) for x in s.split(',') if x.strip())
 
 
+def _size(s: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in s.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected WxH, e.g. 1280x720, got {s!r}') from None
+    if w < 16 or h < 16:
+        raise argparse.ArgumentTypeError(f'frame size must be at least 16x16, got {s!r}')
+    return w, h
+
+
 def run(args: argparse.Namespace) -> int:
     from ..engine.base import resolve_model
     model = resolve_model(args.model)
@@ -227,7 +244,7 @@ def run(args: argparse.Namespace) -> int:
     smcvae = load_smcvae(model, args.backend, args.device, args.threads, args.process_scale)
     t0 = time.time()
     text = evaluate(args.clips, args.out, smcvae, args.ratios, args.gaps, args.ratio, args.gap, args.pairs,
-                    args.pattern, args.seed, args.examples, model.name)
+                    args.pattern, args.seed, args.examples, model.name, args.size)
     print(text)
     print(f'wrote {args.out}/summary.md, samples.csv, ratio_sweep.csv/png, gap_sweep.csv/png, examples.png '
           f'in {time.time() - t0:.0f} s')
@@ -264,6 +281,8 @@ def add_parser(sub) -> None:
     p.add_argument('--pattern', choices=PIXEL_PATTERNS, default='random',
                    help='failure mask pattern (random 16-px cells | blocks of 24-120 px | rows), off any grid')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--size', type=_size, default=None,
+                   help='resize every frame (bicubic) to WxH first: a proxy for a camera of that resolution')
     p.add_argument('--examples', type=int, default=4, help='rows of the qualitative grid (examples.png)')
     p.add_argument('--backend', choices=('auto', 'torch', 'onnxruntime', 'tensorrt'), default='auto')
     p.add_argument('--device', default='auto', help='auto|cpu|cuda[:N]')
