@@ -31,6 +31,17 @@ def add_process_scale(p: argparse.ArgumentParser) -> None:
                         '(the node parameter process_scale; default: 1.0)')
 
 
+def frame_size(text: str) -> tuple[int, int]:
+    """argparse type of a WxH option (e.g. 1280x720) -> (W, H), each at least 16."""
+    try:
+        w, h = (int(v) for v in text.lower().split('x'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected WxH, e.g. 1280x720, got {text!r}') from None
+    if w < 16 or h < 16:
+        raise argparse.ArgumentTypeError(f'frame size must be at least 16x16, got {text!r}')
+    return w, h
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='smcvae', description='SMCVAE camera-frame restoration tools')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')

@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from . import frame_size
 from ..data.clips import SHARED_VAL, list_clips
 from ..engine.base import resolve_model
 from ..evaluation.metrics import psnr
@@ -29,7 +30,7 @@ def add_parser(sub):
                                                'else a generated road sequence)')
     p.add_argument('--num-frames', type=int, default=20)
     p.add_argument('--generated', action='store_true', help='use the generated sequence even if shared data exists')
-    p.add_argument('--size', default='640x360', help='WxH of the generated sequence')
+    p.add_argument('--size', type=frame_size, default='640x360', help='WxH of the generated sequence')
     p.add_argument('--model', default='', help='model .safetensors (default: the shipped model)')
     p.add_argument('--backend', default='auto')
     p.add_argument('--device', default='cpu')
@@ -50,7 +51,7 @@ def load_sequence(args) -> tuple[str, list[np.ndarray]]:
         clip = list_clips(args.frames)[0]
         return str(args.frames), [clip.read(i) for i in range(min(args.num_frames, len(clip)))]
     from ..data.synthetic import generate_sequence
-    w, h = (int(v) for v in args.size.lower().split('x'))
+    w, h = args.size
     return f'generated road sequence {w}x{h} (seed {args.seed})', generate_sequence(args.num_frames, w, h, args.seed)
 
 

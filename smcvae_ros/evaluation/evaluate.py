@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .baselines import BASELINES
-from ..cli import add_process_scale
+from ..cli import add_process_scale, frame_size
 from ..data.clips import Clip, list_clips
 from .metrics import region_scores
 from ..restoration import RestorationSettings, Restorer
@@ -73,8 +73,9 @@ def pair_failure_mask(height: int, width: int, ratio: float, pattern: str, seed:
 def build_pairs(targets: list[tuple[Clip, int]], ratio: float, gap: int, pattern: str, seed: int,
                 size: tuple[int, int] | None = None) -> list[EvalPair]:
     """The pairs of one setting; size (W, H): frames resized (bicubic) to it before the mask is drawn."""
-    read = (lambda c, k: c.read(k)) if size is None else (  # noqa: E731
-        lambda c, k: cv2.resize(c.read(k), size, interpolation=cv2.INTER_CUBIC))
+    def read(clip: Clip, k: int) -> np.ndarray:
+        img = clip.read(k)
+        return img if size is None else cv2.resize(img, size, interpolation=cv2.INTER_CUBIC)
     pairs = []
     for i, (clip, t) in enumerate(targets):
         r = max(0, t - gap)
@@ -224,16 +225,6 @@ def _ints(s: str) -> tuple[int, ...]:
     return tuple(int(x) for x in s.split(',') if x.strip())
 
 
-def _size(s: str) -> tuple[int, int]:
-    try:
-        w, h = (int(v) for v in s.lower().split('x'))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected WxH, e.g. 1280x720, got {s!r}') from None
-    if w < 16 or h < 16:
-        raise argparse.ArgumentTypeError(f'frame size must be at least 16x16, got {s!r}')
-    return w, h
-
-
 def run(args: argparse.Namespace) -> int:
     from ..engine.base import resolve_model
     model = resolve_model(args.model)
@@ -281,7 +272,7 @@ def add_parser(sub) -> None:
     p.add_argument('--pattern', choices=PIXEL_PATTERNS, default='random',
                    help='failure mask pattern (random 16-px cells | blocks of 24-120 px | rows), off any grid')
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--size', type=_size, default=None,
+    p.add_argument('--size', type=frame_size, default=None,
                    help='resize every frame (bicubic) to WxH first: a proxy for a camera of that resolution')
     p.add_argument('--examples', type=int, default=4, help='rows of the qualitative grid (examples.png)')
     p.add_argument('--backend', choices=('auto', 'torch', 'onnxruntime', 'tensorrt'), default='auto')
