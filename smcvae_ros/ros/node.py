@@ -6,20 +6,14 @@ on_activate starts the worker, the subscriptions and the status timer; on_deacti
 everything from any state. With `autostart` (default true) main() configures and activates at start-up.
 
 Threads: a SingleThreadedExecutor runs the subscriptions, the parameter and lifecycle services and the
-status timer; these callbacks never wait for inference. A frame that cannot reach the model (camera
-healthy and self_detect off, or its status invalid or without ROIs) with nothing of its camera queued is
-handled right in its callback: it is republished (and a healthy one becomes the reference). Other
-frames go to one worker thread: each camera has a single pending slot (the newest frame; a frame replaced
-before the worker took it is dropped and counted), and the frames waiting together are handled as one
-batch. Every handled frame is published on /ns/image_restored.
+status timer; these callbacks never wait for inference. This module is the ROS wiring; what happens to a
+frame once its callback hands it in (the direct path, the pending slots, the worker thread, publishing
+and the per-camera stats) is ros.pipeline.FramePipeline, created on configure and started on activate.
 """
 from __future__ import annotations
 
-import threading
 import time
-from dataclasses import dataclass, field
 
-import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from rcl_interfaces.msg import SetParametersResult
@@ -30,32 +24,17 @@ from rclpy.serialization import deserialize_message
 from sensor_msgs.msg import CompressedImage, Image
 
 from ..engine import Backend, create_backend
-from ..restoration import FrameStatus, Restorer
+from ..restoration import Restorer
 from . import params as P
 from .compat import SubscriptionEventCallbacks, add_parameter_callbacks
-from .diagnostics import CameraStats, camera_status, stage_summary
-from .handler import Frame, FrameHandler, FrameOutcome
+from .handler import FrameHandler
 from .health import Failure, failure_from_status, short
 from .messages import MalformedMessage, decode_compressed, fill_image_msg
+from .pipeline import THROTTLE_S, Camera, FramePipeline
 from .topics import OUTPUT_LEAVES, CameraIds, camera_input, output_topic
 
-THROTTLE_S = 5.0
-MAX_WARNED_ENCODINGS = 8          # distinct unsupported encodings remembered (warned once) per camera
 MAX_HEALTH_BYTES = 1 << 20        # a camera-health DiagnosticArray above this is not deserialized
 SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
-UNDECODABLE = 'undecodable'       # a CompressedImage that cannot be decoded: nothing is published for it
-
-
-@dataclass
-class Camera:
-    topic: str                      # input topic, fully resolved
-    pubs: dict = field(default_factory=dict)   # output leaf -> publisher
-    subscription: object = None
-    pending: tuple | None = None    # (msg, monotonic receive time, failure at arrival, ROS receive time s)
-    in_flight: bool = False         # the worker is handling a frame of this camera
-    failure: Failure = field(default_factory=Failure)
-    stats: CameraStats = field(default_factory=CameraStats)
-    warned_encodings: set = field(default_factory=set)
 
 
 class RestoreNode(LifecycleNode):
@@ -69,10 +48,8 @@ class RestoreNode(LifecycleNode):
         self.backend_notes: list[str] = []
         self.handler: FrameHandler | None = None
         self.cameras: list[Camera] = []
+        self.pipeline: FramePipeline | None = None    # from configure to cleanup
         self._ids = CameraIds([])
-        self._cv = threading.Condition()
-        self._worker: threading.Thread | None = None
-        self._stop = False
         self._timer = self._health_sub = self._pub_diag = None
         add_parameter_callbacks(self, self._validate_params, self._apply_params)
 
@@ -102,15 +79,14 @@ class RestoreNode(LifecycleNode):
             self.cameras.append(cam)
             log.info(f'{cam.topic} -> {cam.pubs["image_restored"].topic_name}')
         self._ids = CameraIds([c.topic for c in self.cameras])
+        self.pipeline = FramePipeline(self.handler, self.cameras, self.values, log)
         self._pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         log.info(f'configured: backend {self.backend.describe()}, model {self.backend.model_path}, '
                  f'tile {self.backend.img_size}px, patch {self.backend.patch_size}px')
         return SUCCESS
 
     def on_activate(self, state) -> TransitionCallbackReturn:
-        self._stop = False
-        self._worker = threading.Thread(target=self._work, name='restore_worker', daemon=True)
-        self._worker.start()
+        self.pipeline.start()
         qos_in = QoSProfile(depth=self.values['qos_depth'], reliability=self._reliability('input_qos_reliability'))
         for cam in self.cameras:
             cam.subscription = self._subscribe_camera(cam, qos_in)
@@ -138,7 +114,7 @@ class RestoreNode(LifecycleNode):
 
     def _subscribe_camera(self, cam: Camera, qos: QoSProfile):
         events = SubscriptionEventCallbacks(incompatible_qos=lambda e, t=cam.topic: self._incompatible(t, e),
-                                            message_lost=lambda e, c=cam: self._lost(c, e))
+                                            message_lost=lambda e, c=cam: self.pipeline.lost(c, e.total_count_change))
         if camera_input(cam.topic)[0]:    # '<camera topic>/compressed': sensor_msgs/CompressedImage
             return self.create_subscription(CompressedImage, cam.topic, lambda m, c=cam: self._on_compressed(c, m),
                                             qos, event_callbacks=events)
@@ -157,12 +133,8 @@ class RestoreNode(LifecycleNode):
         if self._timer is not None:
             self.destroy_timer(self._timer)
             self._timer = None
-        with self._cv:
-            self._stop = True
-            self._cv.notify_all()
-        if self._worker is not None:
-            self._worker.join(timeout=60.0)
-            self._worker = None
+        if self.pipeline is not None:
+            self.pipeline.stop()
 
     def _release(self) -> None:
         for cam in self.cameras:
@@ -170,7 +142,7 @@ class RestoreNode(LifecycleNode):
                 self.destroy_publisher(pub)
         if self._pub_diag is not None:
             self.destroy_publisher(self._pub_diag)
-        self.cameras, self._ids, self._pub_diag = [], CameraIds([]), None
+        self.cameras, self._ids, self._pub_diag, self.pipeline = [], CameraIds([]), None, None
         self.backend, self.handler, self.backend_notes = None, None, []
 
     # --- parameters ---------------------------------------------------------------------------
@@ -209,39 +181,19 @@ class RestoreNode(LifecycleNode):
             f'{topic}: a publisher has incompatible QoS ({event.last_policy_kind}); a best_effort camera driver '
             'needs input_qos_reliability: best_effort', throttle_duration_sec=THROTTLE_S)
 
-    def _lost(self, cam: Camera, event) -> None:
-        with self._cv:
-            cam.stats.frames_lost += event.total_count_change
-            cam.stats.frames_dropped += event.total_count_change
-
     def _on_compressed(self, cam: Camera, msg: CompressedImage) -> None:
         """Decode to a raw Image (header kept) and handle it like one; undecodable data is counted,
         flagged in /diagnostics and not published (it cannot be passed through as a raw frame)."""
         try:
             array, encoding = decode_compressed(msg.format, msg.data)
         except MalformedMessage as e:
-            with self._cv:
-                cam.stats.frames_in += 1
-                cam.stats.frames_undecodable += 1
-                cam.stats.last_status, cam.stats.last_message = UNDECODABLE, short(e)
+            self.pipeline.undecodable(cam, short(e))
             self.get_logger().warning(f'{cam.topic}: {short(e)}; frame dropped', throttle_duration_sec=THROTTLE_S)
             return
         self._on_image(cam, fill_image_msg(Image(), array, encoding, msg.header))
 
     def _on_image(self, cam: Camera, msg: Image) -> None:
-        t, rx = time.monotonic(), self.get_clock().now().nanoseconds * 1e-9
-        with self._cv:
-            cam.stats.frames_in += 1
-            f = cam.failure  # frames that cannot reach the model are handled here, in arrival order
-            direct = bool(f.error or f.unlocated) or (f.healthy and not self.values['self_detect'])
-            if not (direct and cam.pending is None and not cam.in_flight):
-                if cam.pending is not None:
-                    cam.stats.frames_dropped += 1
-                cam.pending = (msg, t, cam.failure, rx)  # the health status in force when the frame arrived
-                self._cv.notify()
-                return
-        # direct path: the worker holds nothing of this camera, so its Restorer state is ours
-        self._handle([(cam, msg, t, cam.failure, rx)])
+        self.pipeline.take(cam, msg, time.monotonic(), self.get_clock().now().nanoseconds * 1e-9)
 
     def _on_health(self, data: bytes) -> None:
         """Apply the last status per camera; unknown ids are counted. Bounded work per message and status.
@@ -280,83 +232,9 @@ class RestoreNode(LifecycleNode):
         self._apply_health(failures)
 
     def _apply_health(self, failures: dict) -> None:
-        changed = []
-        for cam in self.cameras:
-            if cam.topic in failures:
-                failure = failures[cam.topic]
-                with self._cv:
-                    cam.failure = failure
-                    cam.stats.health_statuses += 1
-                changed.append(cam)
+        changed = self.pipeline.set_failures(failures)
         if changed:
             self._publish_diagnostics(changed)
-
-    # --- worker -------------------------------------------------------------------------------
-    def _work(self) -> None:
-        while True:
-            with self._cv:
-                self._cv.wait_for(lambda: self._stop or any(c.pending for c in self.cameras))
-                batch = [(c, *c.pending) for c in self.cameras if c.pending]
-                if not batch:  # stopped with nothing taken
-                    return
-                for c, *_ in batch:
-                    c.pending, c.in_flight = None, True
-            try:
-                self._handle(batch)
-            finally:
-                with self._cv:
-                    for c, *_ in batch:
-                        c.in_flight = False
-
-    def _handle(self, batch) -> None:
-        """Handle and publish frames [(camera, msg, monotonic receive time, failure, ROS receive time)]."""
-        try:
-            t_start = time.monotonic()
-            outcomes = self.handler.handle([Frame(c.topic, msg, failure, rx) for c, msg, _, failure, rx in batch])
-            for (cam, msg, t_in, *_), out in zip(batch, outcomes):
-                self._publish(cam, msg, t_in, out, len(batch), 1e3 * (t_start - t_in))
-        except Exception as e:  # noqa: BLE001 - never let a frame end the executor or the worker
-            self.get_logger().error(f'frame handling error: {type(e).__name__}: {short(e)}',
-                                    throttle_duration_sec=THROTTLE_S)
-
-    def _publish(self, cam: Camera, msg: Image, t_in: float, out: FrameOutcome, batch_size: int,
-                 wait_ms: float) -> None:
-        """Publish one output frame; unchanged frames reuse the input message. Mask and uncertainty go
-        out only for restored frames: no mask with a frame's stamp means nothing was synthesized.
-        wait_ms: receive -> handling start (queueing behind the previous frame)."""
-        self._log_outcome(cam, msg, out)
-        res = out.result
-        t_pub = time.monotonic()
-        cam.pubs['image_restored'].publish(
-            fill_image_msg(Image(), res.image, msg.encoding, msg.header) if out.restored else msg)
-        if out.restored and self.values['publish_mask']:
-            cam.pubs['restoration_mask'].publish(fill_image_msg(Image(), res.mask, 'mono8', msg.header))
-        if out.restored and self.values['publish_uncertainty'] and res.uncertainty is not None:
-            variance = res.uncertainty.astype(np.float32)
-            cam.pubs['restoration_uncertainty'].publish(fill_image_msg(Image(), variance, '32FC1', msg.header))
-        with self._cv:
-            s = cam.stats
-            s.frames_out += 1
-            s.frames_restored += out.restored
-            s.frames_flagged += out.status.flagged
-            s.errors += out.status == FrameStatus.ERROR
-            s.last_status, s.last_message = out.status.value, out.message
-            t_end = time.monotonic()
-            s.last_latency_ms = (t_end - t_in) * 1e3
-            if out.restored:
-                s.last_stage_ms = stage_summary({'wait': wait_ms, **res.timings, 'publish': 1e3 * (t_end - t_pub)})
-            s.last_failed_pixels = res.failed_pixels if res is not None else 0
-            s.last_reference_age_s = res.reference_age_s if res is not None else None
-            s.last_batch_size = batch_size
-
-    def _log_outcome(self, cam: Camera, msg: Image, out: FrameOutcome) -> None:
-        log = self.get_logger()
-        if out.status == FrameStatus.UNSUPPORTED_ENCODING:
-            if msg.encoding not in cam.warned_encodings and len(cam.warned_encodings) < MAX_WARNED_ENCODINGS:
-                cam.warned_encodings.add(msg.encoding)
-                log.warning(f'{cam.topic}: {out.message}; frames in this encoding pass through unchanged')
-        elif out.status in (FrameStatus.INVALID, FrameStatus.ERROR):
-            log.warning(f'{cam.topic}: {out.status.value}: {short(out.message)}', throttle_duration_sec=THROTTLE_S)
 
     # --- node diagnostics ---------------------------------------------------------------------
     def _publish_diagnostics(self, cameras: list[Camera] | None = None) -> None:
@@ -364,10 +242,7 @@ class RestoreNode(LifecycleNode):
             return
         arr = DiagnosticArray()
         arr.header.stamp = self.get_clock().now().to_msg()
-        with self._cv:
-            arr.status = [camera_status(f'{self.get_name()}: {c.topic}', c.topic, c.stats, c.failure,
-                                        self.backend.describe(), self.backend_notes, c.pending is not None)
-                          for c in (cameras or self.cameras)]
+        arr.status = self.pipeline.statuses(self.get_name(), self.backend.describe(), self.backend_notes, cameras)
         self._pub_diag.publish(arr)
 
 
