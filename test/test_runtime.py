@@ -82,8 +82,9 @@ def test_json_onnx_disagreement_is_a_startup_error(disagreeing_model, shipped_mo
 
 
 def test_every_shipped_model_has_current_onnx_files(shipped_model):
-    """Each shipped weights file has its JSON and both ONNX graphs, exported from exactly these weights
-    and this JSON (a stale file would be re-exported or refused at start-up)."""
+    """Each shipped weights file has its JSON and both ONNX graphs (a `cues: tensor` model also its frame
+    graph), exported from exactly these weights and this JSON (a stale file would be re-exported or
+    refused at start-up)."""
     models = sorted(shipped_model.parent.glob('*.safetensors'))
     assert shipped_model in models
     for weights in models:
@@ -94,6 +95,10 @@ def test_every_shipped_model_has_current_onnx_files(shipped_model):
             meta = onnx_metadata(graph)
             assert json.loads(meta[META_MODEL_CONFIG]) == cfg, graph     # and the JSON exactly, key for key
             assert meta[META_SAMPLING] == str(int(sampling)), graph
+        if cfg.get('cues') == 'tensor':                                  # and the frame graph
+            frame = onnx_path_for(weights, frame=True)
+            assert check_onnx(frame, weights), frame
+            assert onnx_metadata(frame)['smcvae_graph'] == 'frame'
 
 
 def test_model_path_names_a_shipped_model_or_a_file(shipped_model, tmp_path, monkeypatch):

@@ -7,6 +7,11 @@ with ref (B,3,S,S) the aligned reference ((B,6,S,S) for a `ref_raw` model: + the
 damaged (B,4,S,S) the Telea-filled frame + failed-pixel channel, restored (B,3,S,S), float32 in
 [0,1], and patch_mask bool (B,N), True where a patch holds a failed pixel. Healthy pixels of
 `damaged` come back unchanged (the model's merge, eq. 16).
+
+A `cues: tensor` model also runs as one frame graph (model.frame, engine.frame_export):
+    restore_frame(reference, damaged, failed, origins) -> restored
+with whole (H,W,3) uint8 RGB frames, failed (H,W) uint8 and the tile origins (T,2) int64; the cues,
+the tiles, the model and the merge all run inside the backend (on the GPU where it has one).
 """
 from __future__ import annotations
 
@@ -76,6 +81,7 @@ class Backend:
         self.img_size, self.patch_size = cfg['img_size'], cfg['patch_size']
         self.align = cfg.get('align', 'none')
         self.ref_chans = 3 * (1 + bool(cfg.get('ref_raw')) + bool(cfg.get('ref_hom')))
+        self.cues = cfg.get('cues', 'opencv')          # 'tensor': restore_frame runs cues + model as one graph
 
     def restore(self, ref: np.ndarray, damaged: np.ndarray, patch_mask: np.ndarray) -> np.ndarray:
         c = self.ref_chans
@@ -90,8 +96,19 @@ class Backend:
         backends without sampling raise BackendError."""
         raise BackendError(f'{self.name} backend has no sampling path')
 
+    def restore_frame(self, reference: np.ndarray, damaged: np.ndarray, failed: np.ndarray,
+                      origins: np.ndarray) -> np.ndarray:
+        """The frame graph: (H,W,3) uint8 frames, (H,W) uint8 mask, (T,2) int64 origins -> (H,W,3) uint8."""
+        if self.cues != 'tensor':
+            raise BackendError(f'{self.model_path.name} is a cues: {self.cues} model: it has no frame graph')
+        return self._run_frame(*(np.ascontiguousarray(a) for a in (reference, damaged, failed)),
+                               np.ascontiguousarray(origins, np.int64).reshape(-1, 2))
+
     def _run(self, ref: np.ndarray, damaged: np.ndarray, patch_mask: np.ndarray) -> np.ndarray:
         raise NotImplementedError
+
+    def _run_frame(self, reference, damaged, failed, origins) -> np.ndarray:
+        raise BackendError(f'{self.name} backend has no frame graph path')
 
     def describe(self) -> str:
         return f'{self.name}({self.device}, {self.precision})'

@@ -12,6 +12,8 @@ def run_export(args) -> int:
     from .export import export_onnx
     from .graph import onnx_metadata
     model = resolve_model(args.model)
+    if args.frame:
+        return run_export_frame(model, args)
     clips = args.clips or (SHARED_VAL if SHARED_VAL.is_dir() else None)
     try:
         out = export_onnx(model, args.out, opset=args.opset, sampling=args.sampling, check=True,
@@ -23,6 +25,21 @@ def run_export(args) -> int:
     print(f'exported {out} (opset {args.opset}, weights sha256 {meta["smcvae_weights_sha256"][:16]}...)')
     print(f'check: onnxruntime vs PyTorch max abs error {meta["smcvae_check_max_abs_error"]} (<= 1e-4) '
           f'on {meta["smcvae_check_tiles"]}')
+    return 0
+
+
+def run_export_frame(model, args) -> int:
+    from .frame_export import FRAME_TOLERANCE, export_frame_onnx
+    from .graph import onnx_metadata
+    try:
+        out = export_frame_onnx(model, args.out, opset=args.opset, check=True)
+    except (BackendError, FileNotFoundError, ValueError) as e:
+        print(f'export failed: {e}', file=sys.stderr)
+        return 1
+    meta = onnx_metadata(out)
+    print(f'exported {out} (frame graph, opset {args.opset}); ops: {meta["smcvae_frame_ops"]}')
+    print(f'check: onnxruntime vs PyTorch, healthy pixels bit-exact, failed pixels within '
+          f'{meta["smcvae_check_max_abs_error"]} grey levels (<= {FRAME_TOLERANCE}) at two frame sizes')
     return 0
 
 
@@ -46,6 +63,8 @@ def add_parser(sub) -> None:
     p.add_argument('--out', help='output .onnx (default: next to the weights, <name>.onnx)')
     p.add_argument('--opset', type=int, default=17)
     p.add_argument('--sampling', action='store_true', help='export the sampling graph (latent noise input)')
+    p.add_argument('--frame', action='store_true',
+                   help='export the frame graph of a cues: tensor model (<name>.frame.onnx: frames in, frame out)')
     p.add_argument('--check', action='store_true',
                    help='require the check (onnxruntime vs PyTorch, <= 1e-4; always run) to use real tiles')
     p.add_argument('--clips', help='clip folder for the check (default: ../shared/data/val if present)')

@@ -17,6 +17,7 @@ import logging
 import os
 import tempfile
 import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,27 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OPSET = 17            # >= 17: LayerNorm is one LayerNormalization op (TensorRT keeps it in FP32)
 TOLERANCE = 1e-4              # max abs error ONNX Runtime vs PyTorch, fp32
+
+
+@contextmanager
+def atomic_onnx(out: Path):
+    """A temporary file beside `out` to export into; moved onto `out` only when the block succeeds."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix='.onnx', dir=out.parent)
+    os.close(fd)
+    try:
+        yield tmp
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def save_with_meta(proto, path: str, meta: dict) -> None:
+    """Set the ONNX metadata_props and write the model."""
+    import onnx
+    onnx.helper.set_model_props(proto, meta)
+    onnx.save(proto, path)
 
 
 class RestoreGraph(nn.Module):
@@ -75,10 +97,7 @@ def export_onnx(weights: str | Path, out: str | Path | None = None, opset: int =
     dynamic = {n: {0: 'batch'} for n in names + outputs}
     if sampling:
         dynamic['noise'] = {0: 'batch', 1: 'samples'}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix='.onnx', dir=out.parent)
-    os.close(fd)
-    try:
+    with atomic_onnx(out) as tmp:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter('ignore', torch.jit.TracerWarning)  # shape asserts traced as constants
             warnings.simplefilter('ignore', DeprecationWarning)       # the legacy exporter, chosen on purpose
@@ -92,18 +111,12 @@ def export_onnx(weights: str | Path, out: str | Path | None = None, opset: int =
                 META_MODEL_CONFIG: json.dumps(read_model_config(weights), sort_keys=True),
                 'smcvae_img_size': str(model.cfg.img_size), 'smcvae_patch_size': str(model.cfg.patch_size),
                 'smcvae_latent_dim': str(model.cfg.latent_dim)}
-        onnx.helper.set_model_props(proto, meta)
-        onnx.save(proto, tmp)
+        save_with_meta(proto, tmp, meta)
         if check:
             err, source = verify_onnx(tmp, weights, clips=clips, require_real=require_real)
             log.info('verified %s: max abs error %.2e vs PyTorch on %s', out.name, err, source)
-            onnx.helper.set_model_props(proto, {**meta, 'smcvae_check_max_abs_error': f'{err:.3e}',
-                                                'smcvae_check_tiles': source})
-            onnx.save(proto, tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+            save_with_meta(proto, tmp, {**meta, 'smcvae_check_max_abs_error': f'{err:.3e}',
+                                        'smcvae_check_tiles': source})
     return out
 
 

@@ -24,6 +24,9 @@ VARIANCE = 'variance'              # sampling graph only
 META_WEIGHTS_SHA = 'smcvae_weights_sha256'
 META_MODEL_CONFIG = 'smcvae_model_config'     # json.dumps of the JSON's "model" section at export time
 META_SAMPLING = 'smcvae_sampling'
+# the frame graph (`cues: tensor` models, engine.frame_export): whole frames in, restored frame out
+FRAME_INPUTS = ('reference', 'damaged', 'failed', 'origins')
+FRAME_SUFFIX = '.frame.onnx'
 DEFAULT_CACHE = Path(os.environ.get('SMCVAE_CACHE_DIR', Path.home() / '.cache' / 'smcvae_ros'))
 
 
@@ -39,10 +42,10 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def onnx_path_for(weights: str | Path, sampling: bool = False) -> Path:
-    """models/<name>.onnx (or <name>.sampling.onnx) next to the weights."""
+def onnx_path_for(weights: str | Path, sampling: bool = False, frame: bool = False) -> Path:
+    """models/<name>.onnx (or <name>.sampling.onnx, <name>.frame.onnx) next to the weights."""
     w = Path(weights)
-    return w.with_name(w.stem + ('.sampling.onnx' if sampling else '.onnx'))
+    return w.with_name(w.stem + (FRAME_SUFFIX if frame else '.sampling.onnx' if sampling else '.onnx'))
 
 
 def onnx_metadata(path: str | Path) -> dict[str, str]:
@@ -98,27 +101,32 @@ def check_onnx(onnx_file: str | Path, weights: str | Path, sha: str | None = Non
 def check_model_files(weights: str | Path) -> None:
     """Start-up check for every backend: ONNX files beside the weights must agree with the JSON."""
     sha = file_sha256(weights)
-    for sampling in (False, True):
-        check_onnx(onnx_path_for(weights, sampling), weights, sha)
+    for sampling, frame in ((False, False), (True, False), (False, True)):
+        check_onnx(onnx_path_for(weights, sampling, frame), weights, sha)
 
 
-def ensure_onnx(weights: str | Path, cache_dir: str | Path | None = None, sampling: bool = False) -> Path:
-    """The ONNX for these weights and config: the one beside them, else one exported into cache_dir."""
+def ensure_onnx(weights: str | Path, cache_dir: str | Path | None = None, sampling: bool = False,
+                frame: bool = False) -> Path:
+    """The ONNX for these weights and config (the tile graph, its sampling variant, or the frame
+    graph): the one beside them, else one exported into cache_dir."""
     weights = Path(weights)
     sha = file_sha256(weights)
-    shipped = onnx_path_for(weights, sampling)
+    shipped = onnx_path_for(weights, sampling, frame)
     if check_onnx(shipped, weights, sha):
         return shipped
     if shipped.exists():
         log.warning('%s does not match %s (weights sha256 differs or file unreadable); using a cache export',
                     shipped, weights.name)
-    cached = Path(cache_dir or DEFAULT_CACHE) / 'onnx' / f'{shipped.stem}-{sha[:16]}.onnx'
+    cached = Path(cache_dir or DEFAULT_CACHE) / 'onnx' / f'{shipped.name[:-5]}-{sha[:16]}.onnx'
     if check_onnx(cached, weights, sha):
         return cached
     try:
         from .export import export_onnx
+        from .frame_export import export_frame_onnx
     except ImportError as e:
         raise BackendError(f'no ONNX matching {weights} (beside it or in {cached.parent}) and no torch to export '
                            f'one ({e}); run `smcvae export` on a development machine and ship the .onnx') from e
     log.info('exporting %s -> %s', weights, cached)
+    if frame:
+        return export_frame_onnx(weights, cached, check=True)
     return export_onnx(weights, cached, sampling=sampling, check=True)

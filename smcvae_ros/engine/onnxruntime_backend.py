@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .base import MAX_BATCH, Backend, BackendError
-from .graph import DEFAULT_CACHE, OUTPUT, VARIANCE, ensure_onnx, file_sha256
+from .graph import DEFAULT_CACHE, FRAME_INPUTS, OUTPUT, VARIANCE, ensure_onnx, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ class OnnxRuntimeBackend(Backend):
         self._providers = (['CUDAExecutionProvider'] if device.startswith('cuda') else []) + ['CPUExecutionProvider']
         self.session = self._session(self.onnx_path)
         self._sampling = None  # sampling graph, built on the first uncertainty request
+        self._frame = None     # frame graph (cues: tensor models), built on the first frame
 
     def _session(self, path):
         try:
@@ -67,6 +68,12 @@ class OnnxRuntimeBackend(Backend):
 
     def _run(self, ref, damaged, patch_mask):
         return self.session.run([OUTPUT], self._feeds(ref, damaged, patch_mask))[0]
+
+    def _run_frame(self, reference, damaged, failed, origins):
+        if self._frame is None:
+            self._frame = self._session(ensure_onnx(self.model_path, self._cache_dir, frame=True))
+        feeds = dict(zip(FRAME_INPUTS, (reference, damaged, failed, origins)))
+        return self._frame.run([OUTPUT], feeds)[0]
 
     def restore_with_uncertainty(self, ref, damaged, patch_mask, samples: int, seed: int | None = None):
         """One run of the sampling graph (encoder once, decoder for Z = M and K samples) ->

@@ -18,6 +18,16 @@ class TorchBackend(Backend):
             raise BackendError('CUDA requested but torch.cuda.is_available() is False')
         super().__init__(model_path, device, precision if device.startswith('cuda') else 'fp32', max_batch)
         self.model = load_model(model_path, device)
+        self._frame = None   # model.frame.FrameGraph, built on the first frame
+
+    @torch.inference_mode()
+    def _run_frame(self, reference, damaged, failed, origins):
+        if self._frame is None:
+            from ..model.frame import FrameGraph
+            self._frame = FrameGraph(self.model).to(self.device).eval()
+        r, d, f, o = self._tensors(reference, damaged, failed, origins)
+        with torch.autocast('cuda', dtype=torch.float16, enabled=self.precision == 'fp16'):
+            return self._frame(r, d, f, o).cpu().numpy()
 
     def _tensors(self, *arrays):
         return [torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in arrays]

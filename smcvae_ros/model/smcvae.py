@@ -53,10 +53,11 @@ class SMCVAEConfig:
     encoder: str = 'siamese'    # siamese (shared weights) | dual (ablation)
     latent: str = 'cond'        # cond (paper) | var (decoder sees Z only) | none (no reparameterization)
     align: str = 'flow'         # reference input: flow (motion-aligned, restoration.align) | none (raw)
-    fill: str = 'telea'         # damaged input's holes: telea (spatial fill) | none (zeros)
+    fill: str = 'telea'         # damaged input's holes: telea (spatial fill; push-pull with cues: tensor) | none
     gate: bool = True           # learned per-pixel confidence between aligned reference and fill
     ref_raw: bool = False       # also feed the unwarped reference (ref input (B,6,S,S)); needs gate
     ref_hom: bool = False       # also feed the homography-warped reference (ref input (B,9,S,S)); needs ref_raw
+    cues: str = 'opencv'        # opencv (restoration.align: Telea, DIS, RANSAC) | tensor (model.cues, frame graph)
     beta: float = 0.01
 
     def __post_init__(self):
@@ -64,7 +65,7 @@ class SMCVAEConfig:
             raise ValueError('img_size must be a multiple of patch_size')
         for name, allowed in (('encoder', ('siamese', 'dual')), ('latent', ('cond', 'var', 'none')),
                               ('stem', ('linear', 'conv')), ('align', ('none', 'flow')),
-                              ('fill', ('none', 'telea'))):
+                              ('fill', ('none', 'telea')), ('cues', ('opencv', 'tensor'))):
             if getattr(self, name) not in allowed:
                 raise ValueError(f'{name} must be one of {allowed}, got {getattr(self, name)!r}')
         if self.ref_raw and not (self.gate and self.align == 'flow'):

@@ -18,7 +18,7 @@ import numpy as np
 from .align import model_cues
 from .detect import DetectSettings, detect_failed_patches
 from .frames import ENCODINGS, check_image, grid_to_pixels, rgb_pixels_to, to_rgb
-from .tiles import TileSet, blend_tiles, plan_tiles
+from .tiles import TileSet, blend_tiles, pad_to, plan_tiles, tile_origins
 
 
 class FrameStatus(str, Enum):
@@ -184,10 +184,18 @@ class Restorer:
 
     def _infer(self, jobs: list[_Job]) -> None:
         s, st = self.backend.img_size, self.settings
+        if self.backend.cues == 'tensor' and st.uncertainty_samples == 0:
+            for job in jobs:
+                self._infer_frame(job)
+            return
+        cue_fn = model_cues
+        if self.backend.cues == 'tensor':                 # uncertainty: the tile graph on the same cues
+            from ..model.cues import numpy_cues as cue_fn
         for job in jobs:
             t0 = time.perf_counter()
             job.work = at_scale(job.reference, job.rgb, job.failed, st.process_scale)
-            refs, fill = model_cues(*job.work, self.backend.ref_chans // 3, st.flow_scale)
+            refs, fill = (cue_fn(*job.work, self.backend.ref_chans // 3) if cue_fn is not model_cues
+                          else model_cues(*job.work, self.backend.ref_chans // 3, st.flow_scale))
             t1 = time.perf_counter()
             job.tiles = plan_tiles(refs, fill, job.work[2], s, self.patch, st.tile_overlap)
             job.result.timings.update(align=1e3 * (t1 - t0), tile=1e3 * (time.perf_counter() - t1))
@@ -221,6 +229,28 @@ class Restorer:
                 full[ys, xs] = unc
                 job.result.uncertainty = full
             job.result.timings.update(infer=infer_ms, merge=1e3 * (time.perf_counter() - t0), tiles=n)
+
+    def _infer_frame(self, job: _Job) -> None:
+        """A `cues: tensor` model: cues, tiles, model and blend in one backend call (the frame graph);
+        only where the tiles go is planned here. Stage times: tile = planning, infer = the graph."""
+        st, s = self.settings, self.backend.img_size
+        t0 = time.perf_counter()
+        ref, rgb, failed = at_scale(job.reference, job.rgb, job.failed, st.process_scale)
+        h, w = failed.shape
+        ref, rgb, fail = (pad_to(a, s) for a in (ref, rgb, failed))
+        origins = np.array(tile_origins(fail, s, st.tile_overlap), np.int64).reshape(-1, 2)
+        t1 = time.perf_counter()
+        out = self.backend.restore_frame(ref, rgb, fail.astype(np.uint8), origins)[:h, :w]
+        t2 = time.perf_counter()
+        ys, xs = np.nonzero(failed)
+        vals = out[ys, xs]
+        if st.process_scale < 1.0:
+            fy, fx = np.nonzero(job.failed)
+            vals = upscale_at(out, ys, xs, vals, job.failed.shape, fy, fx)
+            ys, xs = fy, fx
+        self._merge(job, ys, xs, vals)
+        job.result.timings.update(align=0.0, tile=1e3 * (t1 - t0), infer=1e3 * (t2 - t1),
+                                  merge=1e3 * (time.perf_counter() - t2), tiles=len(origins))
 
     @staticmethod
     def _merge(job: _Job, ys: np.ndarray, xs: np.ndarray, restored_rgb: np.ndarray) -> None:

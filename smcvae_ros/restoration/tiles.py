@@ -82,7 +82,7 @@ def tile_origins(failed: np.ndarray, size: int, overlap: int, layout: str = 'aut
     return per_group if frame is None or len(per_group) <= len(frame) else frame
 
 
-def _pad(a: np.ndarray, size: int) -> np.ndarray:
+def pad_to(a: np.ndarray, size: int) -> np.ndarray:
     h, w = a.shape[:2]
     ph, pw = max(0, size - h), max(0, size - w)
     if not ph and not pw:
@@ -99,10 +99,10 @@ def plan_tiles(refs: list[np.ndarray], fill: np.ndarray, failed: np.ndarray, siz
     if not 0 <= overlap < size // 2:
         raise ValueError(f'tile_overlap must be in [0, {size // 2}), got {overlap}')
     h, w = failed.shape
-    fill, fail = _pad(fill, size), _pad(failed, size)
+    fill, fail = pad_to(fill, size), pad_to(failed, size)
     origins = tile_origins(fail, size, overlap)
     crop = lambda a: np.stack([a[y:y + size, x:x + size] for y, x in origins])  # noqa: E731
-    ref = np.concatenate([crop(_pad(a, size)) for a in refs], axis=3)
+    ref = np.concatenate([crop(pad_to(a, size)) for a in refs], axis=3)
     ref = ref.transpose(0, 3, 1, 2).astype(np.float32) / 255.0
     f = crop(fail)
     damaged = np.concatenate([crop(fill).transpose(0, 3, 1, 2).astype(np.float32) / 255.0,

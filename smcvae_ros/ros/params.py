@@ -40,7 +40,7 @@ PARAMS: tuple[Param, ...] = (
           '/ns/restoration_uncertainty.'),
     Param('diagnostics_topic', '/camera_health',
           'DiagnosticArray with one status per camera (hardware_id = image topic or its namespace); '
-          'WARN/ERROR + KeyValue failed_rois="x,y,w,h;..." (at most 256 rectangles, 8192 characters) marks regions '
+          'WARN/ERROR + KeyValue failed_rois="x,y,w,h;..." (at most 2048 rectangles, 40960 characters) marks regions '
           'failed, WARN/ERROR without it a failure that is passed through, STALE the whole frame, OK clears.'),
     Param('model_path', '', "SMCVAE weights (.safetensors, JSON config beside it); '' = the shipped model, a "
           "bare file name = that shipped model."),

@@ -2,7 +2,7 @@
 
 One sample is a whole (reference, target) frame pair of a clip: a failure mask is drawn on the
 whole (randomly rescaled) frame off any patch grid, the damaged frame's cues are computed once
-(`restoration.align.prepare_cues`: Telea fill + whole-frame flow-warped reference), and several
+(`restoration.align.model_cues`, or `model.cues.numpy_cues` for a `cues: tensor` model), and several
 model-size tiles that hold failed pixels are cut from it. A worker keeps a shuffle buffer so a
 batch mixes tiles of many frames.
 """
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ..data.clips import Clip
+from ..model.cues import numpy_cues
 from ..restoration.align import model_cues, telea_fill
 from ..restoration.masks import pixel_failure_mask
 
@@ -37,6 +38,7 @@ class PairSpec:
     shuffle_buffer: int = 384
     clip_weight: str = 'frames'  # P(clip): 'frames' (by length) | 'uniform' (every clip alike: short drives count)
     camera_aug: float = 0.0      # P(a pair is re-rendered as another camera would see it): see camera_look
+    cues: str = 'opencv'         # opencv (restoration.align) | tensor (model.cues, as the frame graph)
 
 
 def pick_pair(clips: list[Clip], spec: PairSpec, rng: np.random.Generator, gap: int | None = None):
@@ -106,7 +108,9 @@ def frame_tiles(ref: np.ndarray, target: np.ndarray, spec: PairSpec, rng: np.ran
     r = draw_ratio(spec, rng) if ratio is None else ratio
     failed = pixel_failure_mask(rng, h, w, r, pattern or spec.pattern)
     damaged = np.where(failed[..., None], 0, target).astype(np.uint8)
-    if spec.align == 'flow':
+    if spec.align == 'flow' and spec.cues == 'tensor':
+        refs, fill = numpy_cues(ref, damaged, failed, 1 + spec.ref_raw + spec.ref_hom)
+    elif spec.align == 'flow':
         refs, fill = model_cues(ref, damaged, failed, 1 + spec.ref_raw + spec.ref_hom)
     else:
         refs, fill = [ref], telea_fill(damaged, failed)

@@ -76,20 +76,22 @@ def pair_spec(model_cfg: SMCVAEConfig, data: dict) -> PairSpec:
     names = {f.name for f in fields(PairSpec)}
     extra = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in names}
     return PairSpec(img_size=model_cfg.img_size, patch_size=model_cfg.patch_size, align=model_cfg.align,
-                    ref_raw=model_cfg.ref_raw, ref_hom=model_cfg.ref_hom, **extra)
+                    ref_raw=model_cfg.ref_raw, ref_hom=model_cfg.ref_hom, cues=model_cfg.cues, **extra)
 
 
 def warm_start(model: SMCVAE, weights: str | Path) -> list[str]:
     """Copy every tensor of an earlier SMCVAE whose name and shape match. The output heads (gate,
     residual) are copied only from a model of the same design (its JSON's model config equal to this
-    one's but for the loss weight beta and `ref_raw`): from any other they start at zero, i.e. at the
-    plain mean of the cues. A patch stem with fewer input channels is copied into the first channels
-    (the extra ones start at zero); a model widened with more reference cues (`ref_raw`, `ref_hom`)
-    keeps its gate for the cues it had and starts each new cue's at RAW_GATE_INIT (it begins as the
-    old model, but for a ~2 % share per new cue). Returns the names left at their fresh initialisation."""
+    one's but for the loss weight beta, the cue implementation `cues` and `ref_raw` / `ref_hom`): from
+    any other they start at zero, i.e. at the plain mean of the cues. A patch stem with fewer input
+    channels is copied into the first channels (the extra ones start at zero); a model widened with
+    more reference cues (`ref_raw`, `ref_hom`) keeps its gate for the cues it had and starts each new
+    cue's at RAW_GATE_INIT (it begins as the old model, but for a ~2 % share per new cue). Returns the
+    names left at their fresh initialisation."""
     cfg_file = config_path(weights)
     old_cfg = json.loads(cfg_file.read_text()).get('model', {}) if cfg_file.is_file() else {}
-    design = lambda c: {k: v for k, v in c.items() if k not in ('beta', 'ref_raw', 'ref_hom')}  # noqa: E731
+    same = ('beta', 'ref_raw', 'ref_hom', 'cues')
+    design = lambda c: {k: v for k, v in c.items() if k not in same}  # noqa: E731
     skip = () if design(old_cfg) == design(model.cfg.to_dict()) else ('head.', 'gate.')
     old = load_file(str(weights))
     state = model.state_dict()
