@@ -5,6 +5,8 @@ import os
 import random
 from pathlib import Path
 
+import tempfile
+
 import numpy as np
 import pytest
 
@@ -13,6 +15,8 @@ from smcvae_ros.ros.env import ros_env  # imports no rclpy: the env is set befor
 if 'SMCVAE_TEST_DOMAIN_ID' not in os.environ:  # one domain per test session, inherited by subprocesses
     os.environ['SMCVAE_TEST_DOMAIN_ID'] = str(random.SystemRandom().randint(1, 101))
 ros_env(int(os.environ['SMCVAE_TEST_DOMAIN_ID']))
+# one ONNX/engine cache per test session: exports left in ~/.cache by other versions are never read
+os.environ.setdefault('SMCVAE_CACHE_DIR', tempfile.mkdtemp(prefix='smcvae-test-cache-'))
 
 REPO = Path(__file__).resolve().parent.parent
 TEST_DATA = Path(__file__).resolve().parent / 'data'

@@ -63,6 +63,20 @@ def test_flow_recovers_a_translation_with_holes(frames, ratio, pattern):
     assert err.mean() < 1.5
 
 
+def test_large_failure_is_judged_by_reach_not_by_share():
+    """70 % failed in 16-px cells leaves most 32-px cells partly healthy (0.7^4 ~ 24 % unreached,
+    under LARGE_FROM); one block over 70 % of the frame leaves its inside unreached."""
+    rng = np.random.default_rng(0)
+    cells = (rng.random((16, 24)) < 0.7).repeat(16, 0).repeat(16, 1)
+    block = np.zeros((256, 384), bool)
+    block[:, :269] = True
+    for failed, lo, hi in ((cells, 0.0, 0.35), (block, 0.6, 0.72)):
+        t = torch.from_numpy(failed.astype(np.float32))[None, None]
+        assert lo <= float(C._unreached(t)) <= hi, float(C._unreached(t))
+    assert 0.35 < C.LARGE_FROM
+    assert float(C._unreached(torch.zeros(1, 1, 5, 7))) == 0.0      # smaller than a cell
+
+
 def test_homography_fit_recovers_a_plane(frames):
     ref, img = shifted_pair(frames, 3.0, 1.5)
     with torch.no_grad():
@@ -166,3 +180,19 @@ def test_uncertainty_runs_the_tile_graph_on_the_tensor_cues(tensor_model):
     assert res.status == 'restored' and res.uncertainty is not None
     assert np.array_equal(res.image[failed == 0], damaged[failed == 0])
     assert res.timings['align'] > 0                           # cues made on the host for the tile graph
+
+
+def test_a_config_without_the_cues_key_is_an_opencv_cue_config():
+    """An export recording `cues: opencv` and a JSON written before the key agree (the CI cache case);
+    `cues: tensor` against either does not."""
+    from smcvae_ros.engine.graph import config_mismatch
+    assert config_mismatch({'enc_dim': 32, 'cues': 'opencv'}, {'enc_dim': 32}) == ''
+    assert 'cues' in config_mismatch({'enc_dim': 32, 'cues': 'tensor'}, {'enc_dim': 32})
+
+
+def test_export_cli_writes_a_checked_frame_graph(tensor_model, tmp_path, capsys):
+    from smcvae_ros.cli import main as smcvae
+    out = tmp_path / 'cli.frame.onnx'
+    assert smcvae(['export', '--frame', '--model', str(tensor_model), '--out', str(out)]) == 0
+    assert 'GridSample' in onnx_metadata(out)['smcvae_frame_ops']
+    assert 'bit-exact' in capsys.readouterr().out

@@ -10,36 +10,28 @@ from .base import MAX_BATCH, BackendError, resolve_model
 def run_export(args) -> int:
     from ..data.clips import SHARED_VAL
     from .export import export_onnx
-    from .graph import onnx_metadata
-    model = resolve_model(args.model)
-    if args.frame:
-        return run_export_frame(model, args)
-    clips = args.clips or (SHARED_VAL if SHARED_VAL.is_dir() else None)
-    try:
-        out = export_onnx(model, args.out, opset=args.opset, sampling=args.sampling, check=True,
-                          clips=clips, require_real=args.check)
-    except (BackendError, FileNotFoundError, ValueError) as e:
-        print(f'export failed: {e}', file=sys.stderr)
-        return 1
-    meta = onnx_metadata(out)
-    print(f'exported {out} (opset {args.opset}, weights sha256 {meta["smcvae_weights_sha256"][:16]}...)')
-    print(f'check: onnxruntime vs PyTorch max abs error {meta["smcvae_check_max_abs_error"]} (<= 1e-4) '
-          f'on {meta["smcvae_check_tiles"]}')
-    return 0
-
-
-def run_export_frame(model, args) -> int:
     from .frame_export import FRAME_TOLERANCE, export_frame_onnx
     from .graph import onnx_metadata
+    model = resolve_model(args.model)
     try:
-        out = export_frame_onnx(model, args.out, opset=args.opset, check=True)
+        if args.frame:
+            out = export_frame_onnx(model, args.out, opset=args.opset, check=True)
+        else:
+            clips = args.clips or (SHARED_VAL if SHARED_VAL.is_dir() else None)
+            out = export_onnx(model, args.out, opset=args.opset, sampling=args.sampling, check=True,
+                              clips=clips, require_real=args.check)
     except (BackendError, FileNotFoundError, ValueError) as e:
         print(f'export failed: {e}', file=sys.stderr)
         return 1
     meta = onnx_metadata(out)
-    print(f'exported {out} (frame graph, opset {args.opset}); ops: {meta["smcvae_frame_ops"]}')
-    print(f'check: onnxruntime vs PyTorch, healthy pixels bit-exact, failed pixels within '
-          f'{meta["smcvae_check_max_abs_error"]} grey levels (<= {FRAME_TOLERANCE}) at two frame sizes')
+    err = meta['smcvae_check_max_abs_error']
+    if args.frame:
+        print(f'exported {out} (frame graph, opset {args.opset}); ops: {meta["smcvae_frame_ops"]}')
+        print(f'check: onnxruntime vs PyTorch, healthy pixels bit-exact, failed pixels within {err} grey '
+              f'levels (<= {FRAME_TOLERANCE}) at two frame sizes')
+    else:
+        print(f'exported {out} (opset {args.opset}, weights sha256 {meta["smcvae_weights_sha256"][:16]}...)')
+        print(f'check: onnxruntime vs PyTorch max abs error {err} (<= 1e-4) on {meta["smcvae_check_tiles"]}')
     return 0
 
 

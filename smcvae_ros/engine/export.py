@@ -43,6 +43,9 @@ def atomic_onnx(out: Path):
     os.close(fd)
     try:
         yield tmp
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)   # mkstemp makes it 0600; an export is as readable as any file
         os.replace(tmp, out)
     finally:
         if os.path.exists(tmp):

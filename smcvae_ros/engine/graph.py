@@ -58,7 +58,7 @@ def onnx_metadata(path: str | Path) -> dict[str, str]:
 
 
 # model config keys added after the first exports: a config without one has this value
-LATER_CONFIG_KEYS = {'ref_raw': False, 'ref_hom': False}
+LATER_CONFIG_KEYS = {'ref_raw': False, 'ref_hom': False, 'cues': 'opencv'}
 
 
 def config_mismatch(recorded: dict, expected: dict) -> str:

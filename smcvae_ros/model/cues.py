@@ -35,6 +35,8 @@ FLOW_DAMP = 0.3          # Levenberg-Marquardt damping, relative to the window's
 LARGE_FROM = 0.5
 LARGE_SPAN = 0.3
 HOLE_PRIOR_LARGE = 0.05
+REACH_LEVELS = 5         # 2^5 = 32-px cells: the frame share of cells under REACH_MIN healthy ...
+REACH_MIN = 0.2          # ... is the failure's size for the zero-motion prior (LARGE_FROM, LARGE_SPAN)
 HOLE_PRIOR = 0.01        # weight of the reference's own (zero-motion) equations in the holes
 FLOW_REG = 1e-4          # Tikhonov term of the 2x2 solve: no texture, no update
 HOLE_MARGIN = 2          # px around failed pixels whose flow is replaced by the fill (as align.hole_margin)
@@ -185,6 +187,16 @@ def hole_margin(failed: torch.Tensor, px: int = HOLE_MARGIN) -> torch.Tensor:
     return F.max_pool2d(failed, 2 * px + 1, stride=1, padding=px)
 
 
+def _unreached(failed: torch.Tensor) -> torch.Tensor:
+    """(B,1,1,1) the frame share far from healthy pixels: 32-px cells under REACH_MIN healthy.
+    Large failures are judged by it, not by the failed share: 70 % in 16-px cells leaves healthy
+    pixels in every 32-px cell, whose flow fills the holes well; 70 % in large blocks does not."""
+    cell = 1.0 - failed
+    for _ in range(REACH_LEVELS):
+        cell = _down(cell)
+    return (cell < REACH_MIN).to(failed.dtype).mean((1, 2, 3), keepdim=True)
+
+
 def estimate_flow(ref: torch.Tensor, damaged: torch.Tensor, failed: torch.Tensor) -> torch.Tensor:
     """Flow (B,2,H,W) from the damaged frame to the reference at full resolution: LK from half
     resolution down, weighted by health. The hole margin holds the reference itself at a small
@@ -197,7 +209,7 @@ def estimate_flow(ref: torch.Tensor, damaged: torch.Tensor, failed: torch.Tensor
     w = _down(healthy)
     full = (w > 0.999).to(w.dtype)                  # a half-resolution pixel is healthy when all under it are
     # large failures: the zero-motion prior grows and the flow's push-pull fill fades out
-    t = ((failed.mean((1, 2, 3), keepdim=True) - LARGE_FROM) / LARGE_SPAN).clamp(0.0, 1.0)
+    t = ((_unreached(failed) - LARGE_FROM) / LARGE_SPAN).clamp(0.0, 1.0)
     prior = HOLE_PRIOR + t * (HOLE_PRIOR_LARGE - HOLE_PRIOR)
     weight = full + prior * (1.0 - full)
     flow = lk_flow(_down(src), _down(gray(ref)), weight, FLOW_LEVELS, FLOW_ITERS, FLOW_RADIUS)
