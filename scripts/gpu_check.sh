@@ -18,7 +18,7 @@ MODEL=${MODEL:-models/smcvae_tile64_tensor.safetensors}
 '| onnxruntime', o.__version__, o.get_available_providers())"
   $PY -c "import tensorrt as t; print('tensorrt', t.__version__)" 2>/dev/null \
     || echo "TensorRT: not installed here, the TensorRT paths were NOT run"; } | tee "$OUT/gpu.txt"
-timeout 150 $PY -m pytest -q -p no:cacheprovider test/test_frame_graph.py test/test_engines.py -k "cuda or frame" 2>&1 \
+timeout 150 $PY -m pytest -q -p no:cacheprovider test/test_frame_graph.py test/test_tensorrt_frame.py test/test_engines.py -k "cuda or frame" 2>&1 \
   | tail -4 | tee "$OUT/tests.txt"
 PATHS=frame:torch-cuda,frame:torch-cuda-fp16,opencv:torch-cuda
 $PY -c "import onnxruntime as o, sys; sys.exit('CUDAExecutionProvider' not in o.get_available_providers())" \

@@ -19,6 +19,8 @@ class DataType(Enum):
     FLOAT = 'float32'
     HALF = 'float16'
     BOOL = 'bool'
+    UINT8 = 'uint8'
+    INT64 = 'int64'
 
 
 class LayerType(Enum):
@@ -32,18 +34,25 @@ class TensorIOMode(Enum):
     OUTPUT = 'output'
 
 
-_ONNX_DTYPES = {1: DataType.FLOAT, 10: DataType.HALF, 9: DataType.BOOL}
+_ONNX_DTYPES = {1: DataType.FLOAT, 10: DataType.HALF, 9: DataType.BOOL, 2: DataType.UINT8, 7: DataType.INT64}
 
 
 class FakeLayer:
-    def __init__(self, op: str):
+    def __init__(self, op: str, name: str = ''):
         self.type = LayerType(op) if op in ('LayerNormalization', 'Softmax') else LayerType.OTHER
+        self.name = name   # TensorRT's ONNX parser names a layer after its node
+        # float output unless the node makes an index / mask / uint8 tensor
+        ints = ('Cast', 'Shape', 'Equal', 'Greater', 'Less')
+        self.output_dtype = DataType.INT64 if op in ints else DataType.FLOAT
         self.precision = None
         self.num_outputs = 1
         self.output_types = {}
 
     def set_output_type(self, i, dtype):
         self.output_types[i] = dtype
+
+    def get_output(self, i):
+        return SimpleNamespace(dtype=self.output_dtype)
 
 
 class FakeNetwork:
@@ -78,7 +87,7 @@ class FakeOnnxParser:
         tensor = lambda v: SimpleNamespace(name=v.name, dtype=_ONNX_DTYPES[v.type.tensor_type.elem_type])  # noqa: E731
         self.network.inputs = [tensor(v) for v in graph.input]
         self.network.outputs = [tensor(v) for v in graph.output]
-        self.network.layers = [FakeLayer(n.op_type) for n in graph.node]
+        self.network.layers = [FakeLayer(n.op_type, n.name) for n in graph.node]
         return True
 
     num_errors = property(lambda self: len(self.errors))
@@ -148,7 +157,7 @@ class FakeContext:
         return ok
 
     def get_tensor_shape(self, name):
-        return self.shapes['ref']  # the output has the image inputs' shape
+        return self.shapes[self.engine.io[0][0]]  # the output has the first (image) input's shape
 
     def set_tensor_address(self, name, ptr):
         self.addresses[name] = ptr
@@ -198,7 +207,7 @@ class FakeTensorRT:
     """Module-like object with the TensorRT names our code uses; counts builds."""
 
     DataType, LayerType, TensorIOMode = DataType, LayerType, TensorIOMode
-    float32, float16 = DataType.FLOAT, DataType.HALF
+    float32, float16, uint8, int64 = DataType.FLOAT, DataType.HALF, DataType.UINT8, DataType.INT64
     BuilderFlag = SimpleNamespace(FP16='FP16', OBEY_PRECISION_CONSTRAINTS='OBEY_PRECISION_CONSTRAINTS')
     MemoryPoolType = SimpleNamespace(WORKSPACE='WORKSPACE')
     Logger = type('Logger', (), {'WARNING': 2, '__init__': lambda self, level=2: None})

@@ -15,7 +15,7 @@ import numpy as np
 
 from .base import MAX_BATCH, Backend, BackendError
 from .cache import EngineCache, EngineKey, sha256_bytes
-from .graph import DEFAULT_CACHE, INPUTS, OUTPUT, ensure_onnx
+from .graph import DEFAULT_CACHE, FRAME_INPUTS, INPUTS, OUTPUT, ensure_onnx
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,15 @@ def keep_fp32_layers(trt, network) -> int:
 def build_engine(trt, onnx_path: str | Path, precision: str, profile: tuple[int, int, int], img_size: int,
                  num_patches: int, workspace_mb: int = DEFAULT_WORKSPACE_MB, logger=None,
                  ref_chans: int = 3) -> bytes:
-    """Serialized engine from the ONNX: FP16 (LayerNorm/softmax FP32) or FP32; FP32 I/O; batch profile."""
+    """Serialized tile engine from the ONNX: FP16 (LayerNorm/softmax FP32) or FP32; FP32 I/O; batch profile."""
+    return build_from_onnx(trt, onnx_path, precision, profile_shapes(profile, img_size, num_patches, ref_chans),
+                           dict.fromkeys((*INPUTS, OUTPUT), 'float32'), workspace_mb, logger)
+
+
+def build_from_onnx(trt, onnx_path: str | Path, precision: str, shapes: dict[str, tuple], io_types: dict[str, str],
+                    workspace_mb: int = DEFAULT_WORKSPACE_MB, logger=None, pin=keep_fp32_layers) -> bytes:
+    """Serialized engine: one optimization profile (`shapes`: input -> (min, opt, max)), every I/O tensor
+    of the dtype `io_types` names (`trt.<name>`), under FP16 `pin(trt, network)` keeps layers in FP32."""
     if precision not in PRECISIONS:
         raise BackendError(f'precision must be one of {PRECISIONS}, got {precision!r}')
     logger = logger or trt.Logger(trt.Logger.WARNING)
@@ -74,16 +82,18 @@ def build_engine(trt, onnx_path: str | Path, precision: str, profile: tuple[int,
         raise BackendError(f'TensorRT could not parse {onnx_path}: {errors}')
     for tensor in [network.get_input(i) for i in range(network.num_inputs)] + \
                   [network.get_output(i) for i in range(network.num_outputs)]:
-        if tensor.dtype != trt.float32:
-            raise BackendError(f'engine I/O {tensor.name} is {tensor.dtype}, expected FP32 (re-export the ONNX)')
+        expected = io_types.get(tensor.name)
+        if expected is None or tensor.dtype != getattr(trt, expected):
+            want = (expected or 'no tensor of that name').upper().replace('FLOAT', 'FP')   # FP32, UINT8, INT64
+            raise BackendError(f'engine I/O {tensor.name} is {tensor.dtype}, expected {want} (re-export the ONNX)')
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_mb) << 20)
     if precision == 'fp16':
         config.set_flag(trt.BuilderFlag.FP16)
         config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
-        log.info('FP16 build: %d LayerNorm/softmax layers kept in FP32', keep_fp32_layers(trt, network))
+        log.info('FP16 build: %d layers kept in FP32', pin(trt, network))
     opt_profile = builder.create_optimization_profile()
-    for name, (lo, opt, hi) in profile_shapes(profile, img_size, num_patches, ref_chans).items():
+    for name, (lo, opt, hi) in shapes.items():
         opt_profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(opt_profile)
     serialized = builder.build_serialized_network(network, config)
@@ -123,36 +133,55 @@ def load_or_build(trt, cache: EngineCache, stem: str, key: EngineKey, build, for
 
 
 class EngineRunner:
-    """One execution context; inputs/outputs are torch tensors whose data_ptr() are the bindings."""
+    """One execution context; inputs/outputs are torch tensors whose data_ptr() are the bindings.
+    `io_types`: tensor name -> dtype name (torch and trt spell them alike); default the tile graph's."""
 
-    def __init__(self, trt, engine, device, stream):
+    def __init__(self, trt, engine, device, stream, io_types: dict[str, str] | None = None):
+        import torch
+        io_types = io_types or dict.fromkeys((*INPUTS, OUTPUT), 'float32')
         self.engine, self.device, self.stream = engine, device, stream
         self.context = engine.create_execution_context()
         if self.context is None:
             raise BackendError('TensorRT could not create an execution context')
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         self.inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        self.outputs = [n for n in names if n not in self.inputs]
-        if sorted(self.inputs) != sorted(INPUTS) or self.outputs != [OUTPUT]:
-            raise BackendError(f'engine I/O {names} does not match {list(INPUTS)} -> {OUTPUT}')
-        wrong = [n for n in names if engine.get_tensor_dtype(n) != trt.float32]
+        outputs = [n for n in names if n not in self.inputs]
+        if sorted(names) != sorted(io_types) or len(outputs) != 1:
+            raise BackendError(f'engine I/O {names} does not match {list(io_types)}')
+        self.output = outputs[0]
+        wrong = [n for n in names if engine.get_tensor_dtype(n) != getattr(trt, io_types[n])]
         if wrong:
-            raise BackendError(f'engine bindings {wrong} are not FP32')
+            raise BackendError(f'engine bindings {wrong} are not of the types {io_types}')
+        self.io_types, self.dtypes = io_types, {n: getattr(torch, t) for n, t in io_types.items()}
 
     def __call__(self, feeds: dict) -> 'torch.Tensor':  # noqa: F821
         import torch
         for name in self.inputs:
             t = feeds[name]
-            if t.dtype != torch.float32 or not t.is_contiguous():
-                raise BackendError(f'input {name} must be a contiguous float32 tensor')
+            if t.dtype != self.dtypes[name] or not t.is_contiguous():
+                raise BackendError(f'input {name} must be a contiguous {self.io_types[name]} tensor')
             if not self.context.set_input_shape(name, tuple(t.shape)):
                 raise BackendError(f'input {name} shape {tuple(t.shape)} is outside the optimization profile')
             self.context.set_tensor_address(name, t.data_ptr())
-        out = torch.empty(tuple(self.context.get_tensor_shape(OUTPUT)), dtype=torch.float32, device=self.device)
-        self.context.set_tensor_address(OUTPUT, out.data_ptr())
+        out = torch.empty(tuple(self.context.get_tensor_shape(self.output)), dtype=self.dtypes[self.output],
+                          device=self.device)
+        self.context.set_tensor_address(self.output, out.data_ptr())
         if not self.context.execute_async_v3(self.stream.cuda_stream):
             raise BackendError('TensorRT execute_async_v3 failed')
         return out
+
+
+def load_engine(trt, runtime, cache: EngineCache, stem: str, key: EngineKey, build, force: bool = False):
+    """(engine, how, path): the cached or built engine, rebuilt once when a valid-looking cached file
+    is still rejected by the runtime."""
+    data, how = load_or_build(trt, cache, stem, key, build, force)
+    engine = runtime.deserialize_cuda_engine(data)
+    if engine is None and how == 'cached':
+        data, how = load_or_build(trt, cache, stem, key, build, force=True)
+        engine = runtime.deserialize_cuda_engine(data)
+    if engine is None:
+        raise BackendError('TensorRT could not deserialize the engine it just built')
+    return engine, how, cache.paths(stem, key)[0]
 
 
 class TensorRTBackend(Backend):
@@ -181,17 +210,17 @@ class TensorRTBackend(Backend):
             return build_engine(trt, onnx, precision, key.profile, self.img_size, n, workspace_mb, logger,
                                 ref_chans=self.ref_chans)
         cache = EngineCache(cache_dir)
-        data, self.engine_status = load_or_build(trt, cache, Path(onnx).stem, key, build, force_engine_rebuild)
         self._runtime = trt.Runtime(logger)
-        engine = self._runtime.deserialize_cuda_engine(data)
-        if engine is None and self.engine_status == 'cached':  # valid file the runtime still rejects
-            data, self.engine_status = load_or_build(trt, cache, Path(onnx).stem, key, build, force=True)
-            engine = self._runtime.deserialize_cuda_engine(data)
-        if engine is None:
-            raise BackendError('TensorRT could not deserialize the engine it just built')
-        self.engine_path = cache.paths(Path(onnx).stem, key)[0]
+        engine, self.engine_status, self.engine_path = load_engine(trt, self._runtime, cache, Path(onnx).stem, key,
+                                                                   build, force_engine_rebuild)
         self.stream = torch.cuda.Stream(device)
         self.runner = EngineRunner(trt, engine, device, self.stream)
+        self.frame_runner = None
+        if self.cues == 'tensor':     # the frame graph: built now, not on the first failed frame
+            from .tensorrt_frame import frame_runner
+            self.frame_runner, self.frame_engine_status = frame_runner(
+                self, trt, self._runtime, cache, gpu_identity(device), engine_cache_dir, workspace_mb, logger,
+                force_engine_rebuild)
         self.warmup()
 
     def warmup(self) -> None:
@@ -208,6 +237,13 @@ class TensorRTBackend(Backend):
             out = self.runner(feeds)
             return out.cpu().numpy()  # synchronizes self.stream
 
+    def _run_frame(self, reference, damaged, failed, origins):
+        torch = self._torch
+        with torch.cuda.stream(self.stream):
+            feeds = {k: torch.from_numpy(v).to(self.device)
+                     for k, v in zip(FRAME_INPUTS, (reference, damaged, failed, origins))}
+            return self.frame_runner(feeds).cpu().numpy()  # synchronizes self.stream
+
     def restore_with_uncertainty(self, ref, damaged, patch_mask, samples: int):
         """Latent sampling runs through the torch CUDA model (the engine holds the deterministic graph)."""
         if self._sampler is None:
@@ -216,4 +252,5 @@ class TensorRTBackend(Backend):
         return self._sampler.restore_with_uncertainty(ref, damaged, patch_mask, samples)
 
     def describe(self) -> str:
-        return f'{self.name}({self.device}, {self.precision}, engine {self.engine_status})'
+        frame = f'; frame engine {self.frame_engine_status}' if self.frame_runner is not None else ''
+        return f'{self.name}({self.device}, {self.precision}, engine {self.engine_status}{frame})'
