@@ -32,11 +32,12 @@ META_OPS = 'smcvae_frame_ops'
 # reduction=add, which the parser maps to TensorRT's shipped ScatterElements plugin (TRT >= 8.6);
 # GridSample needs TRT >= 8.5 (bilinear, border padding, align_corners=1 are all supported modes).
 TENSORRT_OPS = {
-    'Abs', 'Add', 'AveragePool', 'Cast', 'Clip', 'Concat', 'Constant', 'ConstantOfShape', 'Conv', 'Div',
-    'Equal', 'Erf', 'Exp', 'Expand', 'Flatten', 'Gather', 'Greater', 'GridSample', 'Identity', 'LayerNormalization',
-    'LessOrEqual', 'MatMul', 'Max', 'MaxPool', 'Mul', 'Neg', 'Pow', 'Range', 'Reciprocal', 'ReduceMax', 'ReduceMean',
-    'ReduceMin', 'ReduceSum', 'Reshape', 'Resize', 'Round', 'ScatterElements', 'Shape', 'Slice', 'Softmax', 'Split',
-    'Sqrt', 'Squeeze', 'Sub', 'Tile', 'Transpose', 'Unsqueeze', 'Where', 'Min', 'Less', 'Not', 'And', 'Or',
+    'Abs', 'Add', 'And', 'AveragePool', 'Cast', 'Clip', 'Concat', 'Constant', 'ConstantOfShape', 'Conv', 'Div',
+    'Equal', 'Erf', 'Exp', 'Expand', 'Flatten', 'Gather', 'Greater', 'GridSample', 'Identity',
+    'LayerNormalization', 'Less', 'LessOrEqual', 'MatMul', 'Max', 'MaxPool', 'Min', 'Mul', 'Neg', 'Not', 'Or',
+    'Pow', 'Range', 'Reciprocal', 'ReduceMax', 'ReduceMean', 'ReduceMin', 'ReduceSum', 'Reshape',
+    'Resize', 'Round', 'ScatterElements', 'Shape', 'Slice', 'Softmax', 'Split', 'Sqrt', 'Squeeze', 'Sub',
+    'Tile', 'Transpose', 'Unsqueeze', 'Where',
 }
 
 

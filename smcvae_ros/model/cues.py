@@ -102,7 +102,8 @@ def warp(img: torch.Tensor, flow: torch.Tensor) -> torch.Tensor:
 
 
 def _box(x: torch.Tensor, r: int) -> torch.Tensor:
-    """Mean over the (2r+1)^2 window inside the frame, as two 1-D passes (exactly the 2-D mean)."""
+    """Mean over the (2r+1)^2 window inside the frame, as two 1-D passes (exactly the 2-D mean), per
+    channel: callers stack what they filter into channels, one call instead of several."""
     k = 2 * r + 1
     x = F.avg_pool2d(x, (1, k), stride=1, padding=(0, r), count_include_pad=False)
     return F.avg_pool2d(x, (k, 1), stride=1, padding=(r, 0), count_include_pad=False)
@@ -140,17 +141,17 @@ def lk_flow(src: torch.Tensor, dst: torch.Tensor, weight: torch.Tensor, levels: 
         if k < levels - 1:
             flow = 2.0 * _resize(flow, s)
         gx0, gy0 = base_grid(s)
-        wsum = _box(w, radius).clamp_min(1e-6)
-        s_n = s - _box(s * w, radius) / wsum
+        wsum, sw = _box(torch.cat([w, s * w], 1), radius).split(1, 1)
+        wsum = wsum.clamp_min(1e-6)
+        s_n = s - sw / wsum
         if k >= SEARCH_FROM:
             flow = _search(s_n, d, w, wsum, flow, gx0, gy0, radius)
         dg = torch.cat([d, *_grad(d)], 1)                  # dst and its gradients, warped together
         for _ in range(iters):
             dw, ix, iy = sample(dg, gx0 + flow[:, :1], gy0 + flow[:, 1:]).split(1, 1)
             it = (dw - _box(dw * w, radius) / wsum) - s_n      # local-mean normalized residual
-            rw = w
-            a11, a12, a22 = _box(rw * ix * ix, radius), _box(rw * ix * iy, radius), _box(rw * iy * iy, radius)
-            b1, b2 = _box(rw * ix * it, radius), _box(rw * iy * it, radius)
+            terms = torch.cat([ix * ix, ix * iy, iy * iy, ix * it, iy * it], 1) * w   # normal equations
+            a11, a12, a22, b1, b2 = _box(terms, radius).split(1, 1)
             damp = FLOW_REG + FLOW_DAMP * (a11 + a22)        # Levenberg-Marquardt: no step along an edge
             a11, a22 = a11 + damp, a22 + damp
             det = a11 * a22 - a12 * a12
@@ -160,7 +161,8 @@ def lk_flow(src: torch.Tensor, dst: torch.Tensor, weight: torch.Tensor, levels: 
             # densify: each pixel takes the confidence-weighted mean flow of its window (as DIS
             # averages its patches' flows), confidence = the smaller eigenvalue proxy det / trace
             conf = w * det / (a11 + a22)
-            flow = (_box(flow * conf, FLOW_SMOOTH) + 1e-9 * flow) / (_box(conf, FLOW_SMOOTH) + 1e-9)  # none: keep
+            fc, c = _box(torch.cat([flow * conf, conf], 1), FLOW_SMOOTH).split([2, 1], 1)
+            flow = (fc + 1e-9 * flow) / (c + 1e-9)                                   # no confidence: keep
     return flow
 
 
@@ -168,14 +170,11 @@ def _search(s_n, d, w, wsum, flow, gx0, gy0, radius: int) -> torch.Tensor:
     """Discrete step of the coarse levels (as DIS's patch search, so large motion is not lost to
     LK's small-step linearization): every offset of the flow within +-SEARCH_RANGE px is scored by
     the weighted mean |residual| over the window, each pixel takes the best."""
-    costs, offsets = [], []
-    for oy in range(-SEARCH_RANGE, SEARCH_RANGE + 1):
-        for ox in range(-SEARCH_RANGE, SEARCH_RANGE + 1):
-            dw = sample(d, gx0 + flow[:, :1] + ox, gy0 + flow[:, 1:] + oy)
-            r = ((dw - _box(dw * w, radius) / wsum) - s_n).abs()
-            costs.append(_box(w * r, radius) / wsum)
-            offsets.append((ox, oy))
-    cost = torch.cat(costs, 1)                                   # (B,K,H,W)
+    offsets = [(ox, oy) for oy in range(-SEARCH_RANGE, SEARCH_RANGE + 1)
+               for ox in range(-SEARCH_RANGE, SEARCH_RANGE + 1)]
+    dw = torch.cat([sample(d, gx0 + flow[:, :1] + ox, gy0 + flow[:, 1:] + oy) for ox, oy in offsets], 1)
+    r = ((dw - _box(dw * w, radius) / wsum) - s_n).abs()   # (B,K,H,W), all offsets at once
+    cost = _box(w * r, radius) / wsum
     best = (cost <= cost.amin(1, keepdim=True)).to(cost.dtype)
     best = best / best.sum(1, keepdim=True)
     off = torch.tensor(offsets, dtype=flow.dtype, device=flow.device).view(1, -1, 2, 1, 1)   # (1,K,2,1,1)
@@ -184,7 +183,9 @@ def _search(s_n, d, w, wsum, flow, gx0, gy0, radius: int) -> torch.Tensor:
 
 def hole_margin(failed: torch.Tensor, px: int = HOLE_MARGIN) -> torch.Tensor:
     """(B,1,H,W) 1 where a failed pixel is within px (the failed pixels grown by px)."""
-    return F.max_pool2d(failed, 2 * px + 1, stride=1, padding=px)
+    k = 2 * px + 1                                      # separable: the square max as two 1-D passes
+    grown = F.max_pool2d(failed, (1, k), stride=1, padding=(0, px))
+    return F.max_pool2d(grown, (k, 1), stride=1, padding=(px, 0))
 
 
 def _unreached(failed: torch.Tensor) -> torch.Tensor:
