@@ -3,9 +3,8 @@ from __future__ import annotations
 
 import os
 import random
-from pathlib import Path
-
 import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest

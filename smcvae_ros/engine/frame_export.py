@@ -41,16 +41,16 @@ TENSORRT_OPS = {
 }
 
 
-def example_frames(height: int, width: int, ratio: float = 0.15, seed: int = 0):
-    """A reference, a damaged frame (a shifted copy with blocks failed), the mask and tile origins:
-    textured enough that the flow and the homography are exercised."""
+def example_frames(height: int, width: int, ratio: float = 0.15, seed: int = 0, size: int = 64, overlap: int = 8):
+    """A reference, a damaged frame (a shifted copy with blocks failed), the mask and the origins of
+    size-px tiles: textured enough that the flow and the homography are exercised."""
     from ..data.synthetic import generate_sequence
     from ..restoration.masks import pixel_failure_mask
     from ..restoration.tiles import tile_origins
     frames = generate_sequence(3, width, height, seed=seed)[::2]
     failed = pixel_failure_mask(np.random.default_rng(seed), height, width, ratio, 'blocks')
     damaged = np.where(failed[..., None], 0, frames[1]).astype(np.uint8)
-    origins = np.array(tile_origins(failed, 64, 8), np.int64).reshape(-1, 2)
+    origins = np.array(tile_origins(failed, size, overlap), np.int64).reshape(-1, 2)
     return frames[0], damaged, failed.astype(np.uint8), origins
 
 
@@ -71,9 +71,9 @@ def export_frame_onnx(weights: str | Path, out: str | Path | None = None, opset:
     with atomic_onnx(out) as tmp:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter('ignore')        # tracer warnings on shape arithmetic, the legacy exporter
-            torch.onnx.export(graph, _torch_inputs(example_frames(192, 320)), tmp, input_names=list(FRAME_INPUTS),
-                              output_names=[OUTPUT], dynamic_axes=dims, opset_version=opset, dynamo=False,
-                              do_constant_folding=True)
+            traced = _torch_inputs(example_frames(192, 320, size=graph.size, overlap=overlap))
+            torch.onnx.export(graph, traced, tmp, input_names=list(FRAME_INPUTS), output_names=[OUTPUT],
+                              dynamic_axes=dims, opset_version=opset, dynamo=False, do_constant_folding=True)
         proto = onnx.load(tmp)
         onnx.checker.check_model(proto)
         ops = sorted({n.op_type for n in proto.graph.node})
@@ -109,7 +109,7 @@ def verify_frame_onnx(onnx_file: str | Path, graph: FrameGraph,
     sess = ort.InferenceSession(str(onnx_file), providers=['CPUExecutionProvider'])
     worst = 0
     for i, (h, w) in enumerate(sizes):
-        arrays = example_frames(h, w, seed=i + 1)
+        arrays = example_frames(h, w, seed=i + 1, size=graph.size, overlap=graph.overlap)
         with torch.no_grad():
             expected = graph(*_torch_inputs(arrays)).numpy()
         got = sess.run([OUTPUT], dict(zip(FRAME_INPUTS, arrays)))[0]

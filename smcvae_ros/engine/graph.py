@@ -117,7 +117,7 @@ def ensure_onnx(weights: str | Path, cache_dir: str | Path | None = None, sampli
     if shipped.exists():
         log.warning('%s does not match %s (weights sha256 differs or file unreadable); using a cache export',
                     shipped, weights.name)
-    cached = Path(cache_dir or DEFAULT_CACHE) / 'onnx' / f'{shipped.name[:-5]}-{sha[:16]}.onnx'
+    cached = Path(cache_dir or DEFAULT_CACHE) / 'onnx' / f'{shipped.stem}-{sha[:16]}.onnx'
     if check_onnx(cached, weights, sha):
         return cached
     try:

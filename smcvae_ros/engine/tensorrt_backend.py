@@ -203,7 +203,8 @@ class TensorRTBackend(Backend):
         cache_dir = Path(engine_cache_dir) if engine_cache_dir else DEFAULT_CACHE / 'engines'
         onnx = ensure_onnx(self.model_path, engine_cache_dir)
         n = (self.img_size // self.patch_size) ** 2
-        key = engine_key(trt, onnx, precision, max_batch, self.img_size, gpu_identity(device))
+        gpu = gpu_identity(device)
+        key = engine_key(trt, onnx, precision, max_batch, self.img_size, gpu)
         logger = trt.Logger(trt.Logger.WARNING)
 
         def build():
@@ -219,7 +220,7 @@ class TensorRTBackend(Backend):
         if self.cues == 'tensor':     # the frame graph: built now, not on the first failed frame
             from .tensorrt_frame import frame_runner
             self.frame_runner, self.frame_engine_status = frame_runner(
-                self, trt, self._runtime, cache, gpu_identity(device), engine_cache_dir, workspace_mb, logger,
+                self, trt, self._runtime, cache, gpu, engine_cache_dir, workspace_mb, logger,
                 force_engine_rebuild)
         self.warmup()
 

@@ -198,13 +198,15 @@ def _unreached(failed: torch.Tensor) -> torch.Tensor:
     return (cell < REACH_MIN).to(failed.dtype).mean((1, 2, 3), keepdim=True)
 
 
-def estimate_flow(ref: torch.Tensor, damaged: torch.Tensor, failed: torch.Tensor) -> torch.Tensor:
+def estimate_flow(ref: torch.Tensor, damaged: torch.Tensor, failed: torch.Tensor,
+                  holes: torch.Tensor | None = None) -> torch.Tensor:
     """Flow (B,2,H,W) from the damaged frame to the reference at full resolution: LK from half
     resolution down, weighted by health. The hole margin holds the reference itself at a small
     weight (HOLE_PRIOR): no motion where no healthy pixel says otherwise, which is what large
     failures of a slow scene need (the OpenCV path's reference-filled flow); the flow there is then
-    push-pull filled from the healthy pixels around, as far as they reach at full weight."""
-    holes = hole_margin(failed)
+    push-pull filled from the healthy pixels around, as far as they reach at full weight.
+    holes: hole_margin(failed), when the caller has it."""
+    holes = hole_margin(failed) if holes is None else holes
     healthy = 1.0 - holes
     src = torch.where(holes > 0.5, gray(ref), gray(damaged))
     w = _down(healthy)
@@ -285,10 +287,11 @@ def tensor_cues(ref: torch.Tensor, damaged: torch.Tensor, failed: torch.Tensor,
     """The model's cues from one damaged frame, as align.model_cues: [flow-warped reference, raw
     reference, homography-warped reference][:n_refs] and the filled damaged frame."""
     fill = fill_holes(damaged, failed)
-    flow = estimate_flow(ref, damaged, failed)
+    holes = hole_margin(failed)
+    flow = estimate_flow(ref, damaged, failed, holes)
     refs = [warp(ref, flow), ref]
     if n_refs > 2:
-        refs.append(homography_warp(ref, fit_homography(flow, 1.0 - hole_margin(failed))))
+        refs.append(homography_warp(ref, fit_homography(flow, 1.0 - holes)))
     return refs[:n_refs], fill
 
 

@@ -20,15 +20,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
+from ..restoration.tiles import feather
 from .cues import tensor_cues
 from .smcvae import SMCVAE
-
-
-def feather(size: int, overlap: int) -> torch.Tensor:
-    """(S,S) blend weights, as restoration.tiles.feather: 1 inside, ramping over `overlap` px."""
-    i = torch.arange(size, dtype=torch.float32)
-    ramp = ((torch.minimum(i, size - 1 - i) + 1) / (overlap + 1)).clamp(max=1.0)
-    return ramp[:, None] * ramp[None, :]
 
 
 class FrameGraph(nn.Module):
@@ -39,7 +33,8 @@ class FrameGraph(nn.Module):
                              f"not {model.cfg.cues!r}")
         self.model = model
         self.size, self.patch = model.cfg.img_size, model.cfg.patch_size
-        self.register_buffer('weight', feather(self.size, overlap), persistent=False)
+        self.overlap = overlap
+        self.register_buffer('weight', torch.from_numpy(feather(self.size, overlap)), persistent=False)
         self.register_buffer('offsets', torch.arange(self.size), persistent=False)
 
     def tile_index(self, origins: torch.Tensor, width: torch.Tensor) -> torch.Tensor:

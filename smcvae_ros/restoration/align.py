@@ -208,9 +208,14 @@ def prepare_cues(ref: np.ndarray, damaged: np.ndarray, failed: np.ndarray, flow_
 
 
 def model_cues(ref: np.ndarray, damaged: np.ndarray, failed: np.ndarray, n_refs: int,
-               flow_scale: float = 1.0) -> tuple[list[np.ndarray], np.ndarray]:
+               flow_scale: float = 1.0, cues: str = 'opencv') -> tuple[list[np.ndarray], np.ndarray]:
     """The model's inputs from one damaged frame: its `ref` cues in order, the first n_refs of the
     flow-warped reference, the raw reference (`ref_raw`) and the homography-warped reference
-    (`ref_hom`), and the Telea fill (`damaged`). The restorer and the training tiles both use this."""
+    (`ref_hom`), and the Telea fill (`damaged`). The restorer and the training tiles both use this.
+    cues: the model config's `cues`; 'tensor' makes them as the frame graph does (model.cues, on
+    the CPU; flow_scale does not apply there)."""
+    if cues == 'tensor':
+        from ..model.cues import numpy_cues
+        return numpy_cues(ref, damaged, failed, n_refs)
     cues = prepare_cues(ref, damaged, failed, flow_scale, hom=n_refs > 2)
     return [cues.warped, ref, cues.hom][:n_refs], cues.fill

@@ -188,14 +188,10 @@ class Restorer:
             for job in jobs:
                 self._infer_frame(job)
             return
-        cue_fn = model_cues
-        if self.backend.cues == 'tensor':                 # uncertainty: the tile graph on the same cues
-            from ..model.cues import numpy_cues as cue_fn
-        for job in jobs:
+        for job in jobs:       # (a `cues: tensor` model here: uncertainty, the tile graph on the same cues)
             t0 = time.perf_counter()
             job.work = at_scale(job.reference, job.rgb, job.failed, st.process_scale)
-            refs, fill = (cue_fn(*job.work, self.backend.ref_chans // 3) if cue_fn is not model_cues
-                          else model_cues(*job.work, self.backend.ref_chans // 3, st.flow_scale))
+            refs, fill = model_cues(*job.work, self.backend.ref_chans // 3, st.flow_scale, self.backend.cues)
             t1 = time.perf_counter()
             job.tiles = plan_tiles(refs, fill, job.work[2], s, self.patch, st.tile_overlap)
             job.result.timings.update(align=1e3 * (t1 - t0), tile=1e3 * (time.perf_counter() - t1))
@@ -217,12 +213,10 @@ class Restorer:
             ys, xs = np.nonzero(work_failed)
             rgb, unc = blend_tiles(job.tiles, out[i:i + n], ys, xs, None if var is None else var[i:i + n, 0])
             i += n
-            if st.process_scale < 1.0:                 # downscaled: upscale into the frame's holes
-                fy, fx = np.nonzero(job.failed)
-                rgb = upscale_at(work_rgb, ys, xs, rgb, job.failed.shape, fy, fx)
-                unc = None if unc is None else upscale_at(np.zeros(work_failed.shape, np.float32), ys, xs, unc,
-                                                          job.failed.shape, fy, fx)
-                ys, xs = fy, fx
+            fy, fx, rgb = self._at_full(job, work_rgb, ys, xs, rgb)
+            if unc is not None and st.process_scale < 1.0:
+                unc = upscale_at(np.zeros(work_failed.shape, np.float32), ys, xs, unc, job.failed.shape, fy, fx)
+            ys, xs = fy, fx
             self._merge(job, ys, xs, rgb)
             if unc is not None:
                 full = np.zeros(job.failed.shape, np.float32)
@@ -243,14 +237,17 @@ class Restorer:
         out = self.backend.restore_frame(ref, rgb, fail.astype(np.uint8), origins)[:h, :w]
         t2 = time.perf_counter()
         ys, xs = np.nonzero(failed)
-        vals = out[ys, xs]
-        if st.process_scale < 1.0:
-            fy, fx = np.nonzero(job.failed)
-            vals = upscale_at(out, ys, xs, vals, job.failed.shape, fy, fx)
-            ys, xs = fy, fx
-        self._merge(job, ys, xs, vals)
+        self._merge(job, *self._at_full(job, out, ys, xs, out[ys, xs]))
         job.result.timings.update(align=0.0, tile=1e3 * (t1 - t0), infer=1e3 * (t2 - t1),
                                   merge=1e3 * (time.perf_counter() - t2), tiles=len(origins))
+
+    def _at_full(self, job: _Job, work_rgb: np.ndarray, ys: np.ndarray, xs: np.ndarray, vals: np.ndarray):
+        """(ys, xs, vals) of the failed pixels at the frame's own resolution: as given at process_scale
+        1, else upscaled from the work frame into the frame's failed pixels."""
+        if self.settings.process_scale >= 1.0:
+            return ys, xs, vals
+        fy, fx = np.nonzero(job.failed)
+        return fy, fx, upscale_at(work_rgb, ys, xs, vals, job.failed.shape, fy, fx)
 
     @staticmethod
     def _merge(job: _Job, ys: np.ndarray, xs: np.ndarray, restored_rgb: np.ndarray) -> None:

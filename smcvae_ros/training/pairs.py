@@ -15,7 +15,6 @@ import numpy as np
 import torch
 
 from ..data.clips import Clip
-from ..model.cues import numpy_cues
 from ..restoration.align import model_cues, telea_fill
 from ..restoration.masks import pixel_failure_mask
 
@@ -108,10 +107,8 @@ def frame_tiles(ref: np.ndarray, target: np.ndarray, spec: PairSpec, rng: np.ran
     r = draw_ratio(spec, rng) if ratio is None else ratio
     failed = pixel_failure_mask(rng, h, w, r, pattern or spec.pattern)
     damaged = np.where(failed[..., None], 0, target).astype(np.uint8)
-    if spec.align == 'flow' and spec.cues == 'tensor':
-        refs, fill = numpy_cues(ref, damaged, failed, 1 + spec.ref_raw + spec.ref_hom)
-    elif spec.align == 'flow':
-        refs, fill = model_cues(ref, damaged, failed, 1 + spec.ref_raw + spec.ref_hom)
+    if spec.align == 'flow':
+        refs, fill = model_cues(ref, damaged, failed, 1 + spec.ref_raw + spec.ref_hom, cues=spec.cues)
     else:
         refs, fill = [ref], telea_fill(damaged, failed)
     ys, xs = np.nonzero(failed)
