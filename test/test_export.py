@@ -39,8 +39,10 @@ def test_graph_ops_io_and_metadata(exported, default_size_model):
     proto = onnx.load(str(exported))
     ops = Counter(n.op_type for n in proto.graph.node)
     cfg = load_model(default_size_model).cfg
-    assert ops['LayerNormalization'] == 2 * (cfg.enc_depth * 2 + 1) + cfg.dec_depth * 2 + 1  # one op per LayerNorm
-    assert ops['Softmax'] == cfg.enc_depth * 2 + cfg.dec_depth
+    # one op per LayerNorm / attention; the two Siamese streams go through the encoder as one batch
+    assert ops['LayerNormalization'] == (cfg.enc_depth * 2 + 1) + cfg.dec_depth * 2 + 1
+    assert ops['Softmax'] == cfg.enc_depth + cfg.dec_depth
+    assert 'Tile' not in ops            # the per-pixel gate broadcasts over channels
     assert max(o.version for o in proto.opset_import if o.domain in ('', 'ai.onnx')) >= 17
     assert [i.name for i in proto.graph.input] == ['ref', 'damaged', 'patch_mask']
     io = list(proto.graph.input) + list(proto.graph.output)

@@ -139,7 +139,8 @@ class SMCVAE(nn.Module):
         """ref (B,3,S,S) aligned reference (B,6,S,S with `ref_raw`: + the raw reference), damaged
         (B,4,S,S) = fill RGB + failed pixels, in [0,1] -> normalized encoder inputs X1 = [reference,
         agreement with the fill] per reference cue, X2 = [fill, failed] (zero-padded to X1's channels),
-        the failed-pixel map (B,1,S,S), the normalized reference cue(s) and the normalized fill."""
+        the failed-pixel map (B,1,S,S), the normalized reference cue(s) and the normalized fill.
+        X2 is returned with its 4 channels; the encoder reads it as zero-padded to X1's (PatchStem)."""
         fill, failed = damaged[:, :3], damaged[:, 3:4]
         if self.cfg.fill == 'none':
             fill = fill * (1 - failed)
@@ -147,17 +148,17 @@ class SMCVAE(nn.Module):
         agree = [torch.exp(-(r - fill).abs().mean(1, keepdim=True) / AGREEMENT_SCALE) for r in cues]
         ref_n, fill_n = (ref - PIXEL_MEAN) / PIXEL_STD, (fill - PIXEL_MEAN) / PIXEL_STD
         x1 = torch.cat([t for r, a in zip(ref_n.split(3, dim=1), agree) for t in (r, a)], 1)
-        pad = [torch.zeros_like(x1[:, 4:])] if len(cues) > 1 else []     # X2 to X1's channel count
-        x2 = torch.cat([fill_n, failed, *pad], 1)
+        x2 = torch.cat([fill_n, failed], 1)
         return x1, x2, failed, ref_n, fill_n
 
     def encode(self, x1: torch.Tensor, x2: torch.Tensor, patch_mask: torch.Tensor):
         """Shared-weight encoder over both streams -> U1, U2 (B,N,D) with the mask token added at
         failed positions (the fill under it stays visible: it is one of the cues)."""
-        enc_ref = self.encoder_ref or self.encoder
-        u1 = enc_ref(x1)
-        u2 = self.encoder(x2) + patch_mask[..., None].to(x2.dtype) * self.mask_token.to(x2.dtype)
-        return u1, u2
+        if self.encoder_ref is None:
+            u1, u2 = self.encoder(x1, x2)          # shared weights: both streams as one batch
+        else:
+            u1, u2 = self.encoder_ref(x1), self.encoder(x2)
+        return u1, u2 + patch_mask[..., None].to(x2.dtype) * self.mask_token.to(x2.dtype)
 
     def latent_params(self, u1: torch.Tensor, u2: torch.Tensor):
         u = torch.cat([u1, u2], dim=-1)
@@ -172,19 +173,21 @@ class SMCVAE(nn.Module):
             v = blk(v)
         v = self.dec_norm(v)
         p, c = self.cfg.patch_size, self.cfg.in_chans
-        ref_p, fill_p = patchify(ref_n[:, :c], p), patchify(fill_n, p)
+        b, n = v.shape[:2]
+        pixels = lambda img: patchify(img, p).reshape(b, n, p * p, c)     # noqa: E731  (B,N,P*P,C)
+        fill_p = pixels(fill_n)
         if self.gate is None:
-            base = ref_p
+            base = pixels(ref_n[:, :c])
         elif not self.cfg.ref_raw:
-            g = torch.sigmoid(self.gate(v)).repeat_interleave(c, dim=-1)  # (B,N,P*P) -> per channel
-            base = fill_p + g * (ref_p - fill_p)
+            g = torch.sigmoid(self.gate(v))[..., None]                    # (B,N,P*P,1): one per pixel
+            base = fill_p + g * (pixels(ref_n[:, :c]) - fill_p)
         else:  # softmax over (reference cues..., fill) with the fill's logit fixed at 0
-            logits = self.gate(v).chunk(self.cfg.ref_cues, dim=-1)          # (B,N,P*P) each
-            w = torch.stack([*logits, torch.zeros_like(logits[0])]).softmax(0).repeat_interleave(c, dim=-1)
+            logits = self.gate(v).reshape(b, n, self.cfg.ref_cues, p * p).transpose(-1, -2)  # (B,N,P*P,K)
+            w = torch.cat([logits, logits[..., :1] * 0], -1).softmax(-1)   # + the fill's 0 (traced, not folded)
             base = fill_p
             for i, cue in enumerate(ref_n.split(c, dim=1)):
-                base = base + w[i] * (patchify(cue, p) - fill_p)
-        return base + self.head(v)
+                base = base + w[..., i:i + 1] * (pixels(cue) - fill_p)
+        return base.reshape(b, n, p * p * c) + self.head(v)
 
     def restore(self, ref: torch.Tensor, damaged: torch.Tensor, patch_mask: torch.Tensor,
                 noise: torch.Tensor | None = None) -> dict:

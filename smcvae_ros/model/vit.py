@@ -55,7 +55,10 @@ def sincos_pos_embed(dim: int, gh: int, gw: int) -> torch.Tensor:
 
 class PatchStem(nn.Module):
     """Patch embedding: 'linear' (one PxP stride-P conv, the ViT embedding) or 'conv'
-    (a 3x3 conv feature layer before it, cheaper to learn local texture)."""
+    (a 3x3 conv feature layer before it, cheaper to learn local texture).
+
+    An input with fewer channels than `in_chans` is the zero-padded stream (X2): its first conv
+    reads the weight's leading channels only, which is the padded conv without the zero products."""
 
     def __init__(self, kind: str, in_chans: int, dim: int, patch: int):
         super().__init__()
@@ -69,7 +72,13 @@ class PatchStem(nn.Module):
             raise ValueError(f'unknown stem {kind!r} (linear|conv)')
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
-        return self.net(img).flatten(2).transpose(1, 2)
+        layers = list(self.net) if isinstance(self.net, nn.Sequential) else [self.net]
+        first, c = layers[0], int(img.shape[1])     # channels are static: a constant slice when exported
+        weight = first.weight if c == first.in_channels else first.weight[:, :c]
+        x = F.conv2d(img, weight, first.bias, first.stride, first.padding)
+        for layer in layers[1:]:
+            x = layer(x)
+        return x.flatten(2).transpose(1, 2)
 
 
 class ViTEncoder(nn.Module):
@@ -84,11 +93,16 @@ class ViTEncoder(nn.Module):
         self.norm = nn.LayerNorm(cfg.enc_dim)
         self.proj = nn.Linear(cfg.enc_dim, cfg.enc_dim)  # W_u
 
-    def forward(self, img: torch.Tensor) -> torch.Tensor:
-        x = self.stem(img) + self.pos_embed
+    def forward(self, *imgs: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        """One image -> its tokens (B,N,D); several -> a tuple, the blocks run on them as one batch."""
+        x = torch.cat([self.stem(img) for img in imgs]) + self.pos_embed
         for blk in self.blocks:
             x = blk(x)
-        return self.proj(self.norm(x))
+        x = self.proj(self.norm(x))
+        if len(imgs) == 1:
+            return x
+        b = imgs[0].shape[0]                       # every stream has the same batch
+        return tuple(x[i * b:(i + 1) * b] for i in range(len(imgs)))
 
 
 def init_weights(module: nn.Module) -> None:

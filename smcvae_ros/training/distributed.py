@@ -7,6 +7,7 @@ seed; rank 0 alone validates, logs and writes checkpoints.
 """
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -102,11 +103,11 @@ def check_same(name: str, value: int, d: Dist) -> None:
                            f'{t[0].item():g}); every rank must see the same out_dir (a shared filesystem)')
 
 
-def barrier(d: Dist) -> None:
-    if d.enabled:
-        dist.barrier()
-
-
 def cleanup(d: Dist) -> None:
+    """Leave the group together: every rank waits for the others, then frees its communicator while
+    still inside the program. Callers drop their DistributedDataParallel wrapper first (its reducer holds
+    the group), so that no communicator is left for interpreter shutdown to tear down."""
     if d.enabled and dist.is_initialized():
+        dist.barrier()
+        gc.collect()
         dist.destroy_process_group()

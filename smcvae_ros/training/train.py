@@ -299,7 +299,7 @@ def train(cfg: dict) -> Path:
         if not (out / 'best.safetensors').exists():
             save_model(model, out / 'best.safetensors', {'step': step})
         log.close()
-    D.barrier(d)
+    del model, opt
     D.cleanup(d)
     return out / 'best.safetensors'
 
