@@ -138,9 +138,9 @@ class SMCVAE(nn.Module):
     def streams(self, ref: torch.Tensor, damaged: torch.Tensor):
         """ref (B,3,S,S) aligned reference (B,6,S,S with `ref_raw`: + the raw reference), damaged
         (B,4,S,S) = fill RGB + failed pixels, in [0,1] -> normalized encoder inputs X1 = [reference,
-        agreement with the fill] per reference cue, X2 = [fill, failed] (zero-padded to X1's channels),
-        the failed-pixel map (B,1,S,S), the normalized reference cue(s) and the normalized fill.
-        X2 is returned with its 4 channels; the encoder reads it as zero-padded to X1's (PatchStem)."""
+        agreement with the fill] per reference cue, X2 = [fill, failed] (4 channels: the encoder reads it
+        as zero-padded to X1's, see PatchStem), the failed-pixel map (B,1,S,S), the normalized reference
+        cue(s) and the normalized fill."""
         fill, failed = damaged[:, :3], damaged[:, 3:4]
         if self.cfg.fill == 'none':
             fill = fill * (1 - failed)
