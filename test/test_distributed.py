@@ -45,7 +45,7 @@ def fixed_samples(n: int):
 def gradients(model, batch) -> dict[str, torch.Tensor]:
     ref, dmg, tgt, mask = batch
     out = model(ref, dmg, mask, sample=False)       # Z = M: no per-sample noise to differ between runs
-    loss, _ = smcvae_loss(out, tgt, dmg, TINY.patch_size, TINY.beta)
+    loss, _ = smcvae_loss(out, tgt, dmg, TINY.beta)
     loss.backward()
     core = D.unwrap(model)
     return {k: p.grad.detach().clone() for k, p in core.named_parameters() if p.grad is not None}

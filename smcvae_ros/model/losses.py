@@ -3,16 +3,14 @@ from __future__ import annotations
 
 import torch
 
-from .patches import patchify
 from .smcvae import PIXEL_MEAN, PIXEL_STD
 
 
-def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, failed: torch.Tensor, patch: int):
-    """MSE over failed pixels only. pred (B,N,PPC) normalized; target (B,C,H,W) in [0,1];
+def reconstruction_loss(pred: torch.Tensor, target: torch.Tensor, failed: torch.Tensor):
+    """MSE over failed pixels only. pred (B,C,H,W) normalized; target (B,C,H,W) in [0,1];
     failed (B,1,H,W) {0,1}."""
-    tgt = patchify((target - PIXEL_MEAN) / PIXEL_STD, patch)
-    w = patchify(failed.expand_as(target).float(), patch)
-    return (((pred - tgt) ** 2) * w).sum() / w.sum().clamp(min=1)
+    w = failed.expand_as(target).float()
+    return (((pred - (target - PIXEL_MEAN) / PIXEL_STD) ** 2) * w).sum() / w.sum().clamp(min=1)
 
 
 def kl_loss(mean: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
@@ -23,8 +21,8 @@ def kl_loss(mean: torch.Tensor, scale: torch.Tensor | None) -> torch.Tensor:
     return 0.5 * (mean.pow(2) + scale.pow(2) - torch.log(scale.pow(2))).mean() - 0.5
 
 
-def smcvae_loss(out: dict, target: torch.Tensor, damaged: torch.Tensor, patch: int, beta: float):
+def smcvae_loss(out: dict, target: torch.Tensor, damaged: torch.Tensor, beta: float):
     """damaged: the model input (B,4,H,W); its last channel marks the failed pixels."""
-    rec = reconstruction_loss(out['pred'], target, damaged[:, 3:4], patch)
+    rec = reconstruction_loss(out['pred'], target, damaged[:, 3:4])
     kl = kl_loss(out['mean'], out['scale'])
     return rec + beta * kl, {'rec': rec.detach(), 'kl': kl.detach()}

@@ -262,7 +262,7 @@ def train(cfg: dict) -> Path:
             g['lr'] = lr_at(step, cfg, time_frac)
         with torch.autocast(device.type, dtype=torch.float16, enabled=use_amp):
             outd = ddp(ref, dmg, mask)
-            loss, parts = smcvae_loss(outd, tgt, dmg, mcfg.patch_size, mcfg.beta)
+            loss, parts = smcvae_loss(outd, tgt, dmg, mcfg.beta)
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(opt)
