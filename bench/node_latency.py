@@ -18,6 +18,7 @@ settings from it; options given explicitly override the profile (as launch argum
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import subprocess
 import sys
@@ -28,7 +29,7 @@ import cv2
 import numpy as np
 
 from smcvae_ros.cli import add_process_scale
-from smcvae_ros.cli.harness import Client, NodeProcess, image_msg, params_file
+from smcvae_ros.cli.harness import Client, NodeProcess, dds_env, image_msg, params_file
 from smcvae_ros.data.clips import SHARED_VAL
 from smcvae_ros.engine import create_backend
 from smcvae_ros.engine.base import read_model_config, resolve_model
@@ -135,6 +136,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--relay', action='store_true', help=argparse.SUPPRESS)
     ap.add_argument('--frames', type=int, default=40)
+    ap.add_argument('--dds-profile', default='',
+                    help="Fast DDS XML profile of every participant ('' = config/fastdds_large_images.xml, as "
+                         "the launch file; none = the environment's)")
     ap.add_argument('--size', default='1280x720')
     ap.add_argument('--profile', default='', help='a shipped parameter profile (cpu), as the launch argument profile:=')
     ap.add_argument('--model', default=None, help="the node parameter model_path (default: the profile's, else '')")
@@ -156,12 +160,14 @@ def main() -> int:
     model = resolve_model(args.model)
     read_model_config(model)  # fail early on a bad model path
     source, frames = load_frames(max(2, args.frames // 2 + 1), w, h)
+    os.environ.update(dds_env(args.dds_profile))  # camera stand-in and relay as the README advises camera drivers
     relay = subprocess.Popen([sys.executable, __file__, '--relay'])
     node = NodeProcess('bench_restore_node', {'model_path': str(model), 'backend': args.backend, 'device': 'cpu',
                                               'image_topics': [NODE_IN], 'diagnostics_period_s': 0.1,
                                               'flow_scale': args.flow_scale, 'precision': args.precision,
                                               'process_scale': args.process_scale,
-                                              'tile_overlap': args.tile_overlap}, params=files)
+                                              'tile_overlap': args.tile_overlap}, params=files,
+                       dds_profile=args.dds_profile)
     client = Client('bench_client')
     try:
         client.received[RELAY_OUT] = []

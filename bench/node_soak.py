@@ -1,15 +1,18 @@
-"""Soak: 4 cameras at 10 Hz into one restore_node for N seconds (1280x720 rgb8 by default).
+"""Soak: 4 cameras at 10 Hz into one restore_node for N seconds (640x480 rgb8 by default).
 
-Two cameras have an active failure of ~10% of the frame (dead rectangles of 24-120 px anywhere) the
-whole time (inference on every frame), two are healthy. Reports per camera: frames published /
-received / node in, out, dropped; the node's RSS and the end-to-end latency in the first and last
-10 s (a growing queue would show in both).
+Every camera first sends a healthy frame (its reference); then two have an active failure of ~10% of
+the frame (dead rectangles of 24-120 px anywhere) the whole time (every frame the worker takes is
+restored; `max_reference_age_s` is raised so the reference stays usable), two stay healthy. Reports
+per camera: frames published / received / node in, out, restored, superseded (a newer frame came before the
+worker was free: published unchanged, flagged), flagged (all passed through with a failure), dropped;
+the node's RSS and the end-to-end latency in the first and last 10 s (a growing queue would show in both).
 
-    .venv/bin/python bench/node_soak.py [--seconds 60] [--model PATH] [--size 1280x720]
+    .venv/bin/python bench/node_soak.py [--seconds 60] [--model PATH] [--size 640x480] [--dds-profile none]
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import threading
 import time
@@ -20,7 +23,7 @@ import numpy as np
 from smcvae_ros.restoration.frames import rois_to_mask
 from smcvae_ros.engine.base import resolve_model
 from smcvae_ros.restoration.masks import random_rois
-from smcvae_ros.cli.harness import Client, NodeProcess, image_msg, stamp_key
+from smcvae_ros.cli.harness import Client, NodeProcess, dds_env, image_msg, stamp_key
 from smcvae_ros.ros.env import ros_env
 from smcvae_ros.ros.topics import output_topic
 from smcvae_ros.data.synthetic import generate_sequence
@@ -39,9 +42,12 @@ def main() -> int:
     ap.add_argument('--rate', type=float, default=10.0)
     ap.add_argument('--cameras', type=int, default=4)
     ap.add_argument('--damaged', type=int, default=2, help='cameras with an active failure')
-    ap.add_argument('--size', default='1280x720')
+    ap.add_argument('--size', default='640x480')
     ap.add_argument('--model', default='')
     ap.add_argument('--backend', default='auto')
+    ap.add_argument('--dds-profile', default='',
+                    help="Fast DDS XML profile of every participant ('' = config/fastdds_large_images.xml, as "
+                         "the launch file; none = the environment's)")
     args = ap.parse_args()
     ros_env()
     w, h = (int(v) for v in args.size.split('x'))
@@ -53,7 +59,11 @@ def main() -> int:
     failed = rois_to_mask(rois, h, w)
     damaged = [np.where(failed[..., None], 0, f).astype(np.uint8) for f in frames]
     node = NodeProcess('soak_restore_node', {'model_path': str(model), 'backend': args.backend, 'device': 'cpu',
-                                             'image_topics': topics, 'diagnostics_period_s': 0.5})
+                                             'image_topics': topics, 'diagnostics_period_s': 0.5,
+                                             # the failure lasts the whole soak: its reference stays usable
+                                             'max_reference_age_s': 3600.0},
+                       dds_profile=args.dds_profile)
+    os.environ.update(dds_env(args.dds_profile))     # the cameras' side, as the README advises camera drivers
     client = Client('soak_client')
     sent = {t: {} for t in topics}          # topic -> stamp key -> publish time
     rss = []
@@ -64,10 +74,10 @@ def main() -> int:
         assert client.wait_for(lambda: all(client.publisher(t).get_subscription_count() > 0
                                            and client.node.count_publishers(o) > 0 for t, o in zip(topics, outs)),
                                120, 0.1), f'node did not come up:\n{node.log()}'
+        for t in topics:                    # warm-up + healthy reference (not counted), before any failure
+            client.send_frame(t, image_msg(frames[0], 'rgb8', 0.5, t))
         for t in topics[:args.damaged]:
             client.send_health(t, t, rois=rois)
-        for t in topics:                    # warm-up + healthy reference (not counted)
-            client.send_frame(t, image_msg(frames[0], 'rgb8', 0.5, t))
         start, n = time.monotonic(), 0
         stop = threading.Event()
 
@@ -93,8 +103,8 @@ def main() -> int:
         node.stop()
     print(f'\n{args.cameras} cameras x {args.rate:g} Hz x {args.seconds:g} s, {w}x{h} rgb8, {args.damaged} with '
           f'{100 * failed.mean():.1f}% failed pixels; backend {status[topics[0]].get("backend", "?")}')
-    print(f'{"camera":<18} {"sent":>5} {"received":>8} {"node_in":>7} {"node_out":>8} {"dropped":>7} '
-          f'{"lat_first10s":>12} {"lat_last10s":>11}  (median ms)')
+    print(f'{"camera":<18} {"sent":>5} {"received":>8} {"node_in":>7} {"node_out":>8} {"restored":>8} '
+          f'{"superseded":>10} {"flagged":>7} {"dropped":>7} {"lat_first10s":>12} {"lat_last10s":>11}  (median ms)')
     for t, o in zip(topics, outs):
         got = [(rt, m) for rt, m in client.received[o] if stamp_key(m) in sent[t]]
         lat = [(sent[t][stamp_key(m)] - start, rt - sent[t][stamp_key(m)]) for rt, m in got]
@@ -103,7 +113,9 @@ def main() -> int:
         st = status[t]
         med = lambda v: f'{np.median(v):.0f}' if v else '-'  # noqa: E731
         print(f'{t:<18} {len(sent[t]):>5} {len(got):>8} {int(st.get("frames_in", 0)) - 1:>7} '
-              f'{int(st.get("frames_out", 0)) - 1:>8} {st.get("frames_dropped", "?"):>7} '
+              f'{int(st.get("frames_out", 0)) - 1:>8} {st.get("frames_restored", "?"):>8} '
+              f'{st.get("frames_superseded", "?"):>10} {st.get("frames_flagged", "?"):>7} '
+              f'{st.get("frames_dropped", "?"):>7} '
               f'{med(first):>12} {med(last):>11}')
     print(f'{"window_s":>8} {"median_latency_ms":>17} {"node_rss_mb":>11}   (all cameras)')
     for w0 in range(0, int(args.seconds), 10):

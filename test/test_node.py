@@ -1,4 +1,10 @@
 """restore_node over real DDS (loopback, reliable QoS), started as launch_ros would start it."""
+import os
+import shutil
+import subprocess
+import sys
+import time
+
 import numpy as np
 import pytest
 from ros_helpers import (NodeProcess, assert_same_header, clear, damage, next_stamp, pixels, running_node, send,
@@ -7,8 +13,9 @@ from ros_helpers import (NodeProcess, assert_same_header, clear, damage, next_st
 from smcvae_ros.data.clips import read_rgb
 from smcvae_ros.restoration import rois_to_mask
 from smcvae_ros.restoration.masks import random_rois
-from smcvae_ros.cli.harness import health_array, image_msg, params_file
+from smcvae_ros.cli.harness import dds_env, health_array, image_msg, params_file, stamp_key
 from smcvae_ros.ros.diagnostics import parse_stages
+from smcvae_ros.ros.topics import output_topic
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -162,6 +169,40 @@ def test_two_cameras_at_once(ros, frames):
         client.send_health(cam, cam)
 
 
+def test_a_burst_of_damaged_frames_is_answered_once_each_in_order(ros, frames):
+    """Frames replaced in the pending slot while the worker is busy are still published, unchanged and
+    flagged (frames_superseded), before the newer frame: every input out once, stamps in order."""
+    node, client = ros
+    clear(client, CAM_A, frames[0])
+    client.send_health(CAM_A, CAM_A, rois=ROIS)
+    before = settled_status(client, CAM_A)
+    out_topic, mask_topic = output_topic(CAM_A, 'image_restored'), output_topic(CAM_A, 'restoration_mask')
+    burst = [image_msg(damage(frames[1 + i % 3], ROIS), 'rgb8', next_stamp(), 'cam_a') for i in range(10)]
+    pub = client.publisher(CAM_A, 16)
+    for msg in burst:                  # 20 Hz: faster than the worker, slow enough for the DDS history (qos_depth)
+        pub.publish(msg)
+        time.sleep(0.05)
+    keys = [stamp_key(m) for m in burst]
+    got = client.wait_for(lambda: all(client.output(out_topic, k) for k in keys), 60)
+    assert got, f'{sum(client.output(out_topic, k) is None for k in keys)} of 10 unanswered: {client.status(CAM_A)}'
+    st = settled_status(client, CAM_A)
+    delta = {k: int(st[k]) - int(before[k]) for k in ('frames_in', 'frames_out', 'frames_restored',
+                                                      'frames_superseded', 'frames_flagged', 'frames_dropped')}
+    assert delta['frames_in'] == delta['frames_out'] == 10 and delta['frames_dropped'] == 0
+    assert delta['frames_superseded'] > 0, delta                  # ten at once cannot all reach the model
+    assert delta['frames_restored'] + delta['frames_superseded'] == 10
+    assert delta['frames_flagged'] == delta['frames_superseded']
+    with client.lock:
+        order = [stamp_key(m) for _, m in client.received[out_topic]][-10:]
+    assert order == keys                                         # published in arrival order
+    assert client.wait_for(lambda: sum(client.output(mask_topic, k) is not None for k in keys)
+                           == delta['frames_restored'], 10)
+    for msg in burst:                                            # restored (with a mask) or the input unchanged
+        out, mask = client.output(out_topic, stamp_key(msg)), client.output(mask_topic, stamp_key(msg))
+        assert (mask is not None) == (bytes(out.data) != bytes(msg.data))
+    client.send_health(CAM_A, CAM_A)
+
+
 @pytest.mark.parametrize('encoding', ['bgr8', 'mono8'])
 def test_encodings_and_step_padding(ros, frames, encoding):
     node, client = ros
@@ -257,3 +298,46 @@ def test_bad_startup_parameters_end_the_process_clearly(tiny_model, override, fr
     finally:
         node.stop()
     assert rc == 1 and 'cannot start' in node.log() and fragment in node.log(), node.log()
+
+
+CAMERA_DRIVER = '''
+import sys, time
+import numpy as np
+import rclpy
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from smcvae_ros.cli.harness import image_msg
+rclpy.init()
+node = rclpy.create_node('profile_camera')
+pub = node.create_publisher(Image, sys.argv[1], QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE))
+deadline = time.monotonic() + 60
+while pub.get_subscription_count() == 0 and time.monotonic() < deadline:
+    time.sleep(0.05)
+pub.publish(image_msg(np.load(sys.argv[2]), 'rgb8', float(sys.argv[3]), 'cam_optical'))
+time.sleep(5.0)  # reliable delivery finishes before the participant goes
+'''
+
+
+def test_a_camera_on_the_shipped_dds_profile_reaches_the_node(ros, tmp_path):
+    """The node runs with config/fastdds_large_images.xml (as the launch file gives it); a camera
+    driver process on the same profile sends it a 1280x720 frame (shared memory, one sample), and a
+    default participant (this test's client) gets the pass-through back bit-exact."""
+    node, client = ros
+    env = dds_env()
+    assert node.env == env and env['FASTRTPS_DEFAULT_PROFILES_FILE'].endswith('config/fastdds_large_images.xml')
+    client.send_health(CAM_A, CAM_A)
+    big = np.random.default_rng(5).integers(0, 256, (720, 1280, 3), np.uint8)
+    np.save(tmp_path / 'frame.npy', big)
+    stamp = next_stamp()
+    key = stamp_key(image_msg(big, 'rgb8', stamp, 'cam_optical'))
+    proc = subprocess.Popen([sys.executable, '-c', CAMERA_DRIVER, CAM_A, str(tmp_path / 'frame.npy'), str(stamp)],
+                            env={**os.environ, **env})
+    try:
+        out = client.wait_for(lambda: client.output('/cam_a/image_restored', key), 60)
+    finally:
+        proc.wait(30)
+    assert out is not None, f'no output for the profile camera\'s frame:\n{node.log()[-3000:]}'
+    assert bytes(out.data) == big.tobytes() and (out.height, out.width) == (720, 1280)
+    assert proc.returncode == 0
+    if shutil.disk_usage('/dev/shm').free >= 256 << 20:    # room for the segments (else Fast DDS falls back to UDP)
+        assert 'SHM Transport' not in node.log()         # shared memory registered: no fallback error

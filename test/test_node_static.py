@@ -165,3 +165,35 @@ def test_launch_args_import_only_the_standard_library():
             'print(sorted({m.split(".")[0] for m in set(sys.modules) - before} - set(sys.stdlib_module_names)))')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "['smcvae_ros']"
+
+
+def test_launch_gives_the_node_the_shipped_dds_profile_unless_the_environment_has_one(tmp_path):
+    from smcvae_ros.ros.launch_args import DDS_PROFILE_VARS, dds_environment
+    shipped = CONFIG.parent / 'fastdds_large_images.xml'
+    assert dds_environment('', str(CONFIG.parent), {}) == {v: str(shipped) for v in DDS_PROFILE_VARS}
+    assert dds_environment('', str(CONFIG.parent), {'FASTRTPS_DEFAULT_PROFILES_FILE': '/etc/mine.xml'}) == {}
+    assert dds_environment(' none ', str(CONFIG.parent), {}) == {}
+    own = tmp_path / 'own.xml'
+    own.write_text(shipped.read_text())
+    assert dds_environment(str(own), str(CONFIG.parent), {'FASTRTPS_DEFAULT_PROFILES_FILE': 'x'}) == \
+        {v: str(own) for v in DDS_PROFILE_VARS}
+    with pytest.raises(LaunchArgumentError, match='dds_profile'):
+        dds_environment(str(tmp_path / 'missing.xml'), str(CONFIG.parent), {})
+    call = _calls(ast.parse(LAUNCH.read_text()), 'LifecycleNode')[0]
+    env = {k.arg: k.value for k in call.keywords}['additional_env']
+    assert getattr(env.func, 'id', None) == 'dds_environment'
+    assert "glob('config/*.xml')" in (REPO / 'setup.py').read_text()
+
+
+def test_shipped_dds_profile_gives_shared_memory_room_for_a_4k_frame():
+    import xml.etree.ElementTree as ET
+    ns = {'f': 'http://www.eprosima.com/XMLSchemas/fastRTPS_Profiles'}
+    root = ET.parse(CONFIG.parent / 'fastdds_large_images.xml').getroot()
+    kinds = {d.find('f:transport_id', ns).text: d for d in root.iterfind('.//f:transport_descriptor', ns)}
+    shm = [d for d in kinds.values() if d.find('f:type', ns).text == 'SHM']
+    assert len(shm) == 1 and int(shm[0].find('f:segment_size', ns).text) >= 3840 * 2160 * 3
+    assert {d.find('f:type', ns).text for d in kinds.values()} == {'SHM', 'UDPv4'}   # other hosts still reachable
+    participant = root.find('.//f:participant', ns)
+    assert participant.get('is_default_profile') == 'true'
+    used = {t.text for t in participant.iterfind('.//f:userTransports/f:transport_id', ns)}
+    assert used == set(kinds) and participant.find('.//f:useBuiltinTransports', ns).text == 'false'

@@ -54,12 +54,22 @@ def _param_arg(name: str, value) -> str:
     return f'{name}:={value}'
 
 
+def dds_env(dds_profile: str = '') -> dict[str, str]:
+    """The Fast DDS profile variables launch/restore.launch.py gives the node for `dds_profile:=`
+    ('' = the shipped config/fastdds_large_images.xml unless the environment names one; 'none' = {})."""
+    from ..ros.launch_args import dds_environment
+    return dds_environment(dds_profile, str(params_file().parent), os.environ)
+
+
 class NodeProcess:
     """`restore_node --ros-args --params-file FILE [--params-file PROFILE] -r __node:=NAME -p k:=v ...` as a
-    subprocess (what launch_ros runs); `params`: the params file(s), later ones win (default: restore.yaml)."""
+    subprocess, in the environment launch_ros gives it (what `ros2 launch smcvae_ros restore.launch.py`
+    runs); `params`: the params file(s), later ones win (default: restore.yaml); `dds_profile` as the
+    launch argument."""
 
     def __init__(self, name: str = 'restore_node', overrides: dict | None = None,
-                 params: Path | list[Path] | None = None, log_path: Path | None = None, env: dict | None = None):
+                 params: Path | list[Path] | None = None, log_path: Path | None = None, env: dict | None = None,
+                 dds_profile: str = ''):
         self.name = name
         files = params if isinstance(params, (list, tuple)) else [params or params_file()]
         self.cmd = command('restore_node') + ['--ros-args']
@@ -70,8 +80,9 @@ class NodeProcess:
             self.cmd += ['-p', _param_arg(k, v)]
         self.log_path = Path(log_path or tempfile.mkstemp(prefix=f'{name}_', suffix='.log')[1])
         self._log = open(self.log_path, 'wb')
+        self.env = {**dds_env(dds_profile), **(env or {})}
         self.proc = subprocess.Popen(self.cmd, stdout=self._log, stderr=subprocess.STDOUT,
-                                     env=None if env is None else {**os.environ, **env})
+                                     env={**os.environ, **self.env})
 
     @property
     def alive(self) -> bool:

@@ -10,7 +10,8 @@ from .health import Failure, Level, short
 class CameraStats:
     frames_in: int = 0
     frames_out: int = 0
-    frames_dropped: int = 0       # superseded by a newer frame before the worker took it, or lost (below)
+    frames_dropped: int = 0       # never published: lost (below), or beyond MAX_SUPERSEDED waiting superseded
+    frames_superseded: int = 0    # damaged, replaced in the pending slot: published unchanged (flagged)
     frames_lost: int = 0          # reported lost by the middleware (subscription message-lost event)
     frames_restored: int = 0
     frames_flagged: int = 0       # published with failures not restored (pass-through)
@@ -25,6 +26,7 @@ class CameraStats:
     last_reference_age_s: float | None = None
     last_batch_size: int = 0
     reported_dropped: int = 0     # frames_dropped at the previous report
+    reported_superseded: int = 0
     reported_errors: int = 0
     reported_undecodable: int = 0
 
@@ -48,10 +50,11 @@ def camera_status(name: str, hardware_id: str, stats: CameraStats, failure: Fail
     """Build the DiagnosticStatus of one camera (and mark drops/errors as reported)."""
     from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
     new_drops = stats.frames_dropped - stats.reported_dropped
+    new_superseded = stats.frames_superseded - stats.reported_superseded
     new_errors = stats.errors - stats.reported_errors
     new_undecodable = stats.frames_undecodable - stats.reported_undecodable
     stats.reported_dropped, stats.reported_errors = stats.frames_dropped, stats.errors
-    stats.reported_undecodable = stats.frames_undecodable
+    stats.reported_undecodable, stats.reported_superseded = stats.frames_undecodable, stats.frames_superseded
     if new_errors:
         level, message = Level.ERROR, f'{new_errors} inference error(s): {stats.last_message}'
     elif stats.frames_in == 0:
@@ -61,7 +64,10 @@ def camera_status(name: str, hardware_id: str, stats: CameraStats, failure: Fail
     elif stats.last_status.startswith('passthrough'):
         level, message = Level.WARN, f'{stats.last_status}: {stats.last_message}'
     elif new_drops:
-        level, message = Level.WARN, f'{new_drops} frame(s) dropped (inference slower than the camera, or lost)'
+        level, message = Level.WARN, f'{new_drops} frame(s) dropped (lost in DDS, or a backlog of superseded frames)'
+    elif new_superseded:
+        level, message = Level.WARN, (f'{new_superseded} damaged frame(s) passed through superseded (a newer frame '
+                                      'came before the worker was free)')
     else:
         level, message = Level.OK, stats.last_status
     age = stats.last_reference_age_s
@@ -82,6 +88,7 @@ def camera_status(name: str, hardware_id: str, stats: CameraStats, failure: Fail
         'frames_in': stats.frames_in,
         'frames_out': stats.frames_out,
         'frames_dropped': stats.frames_dropped,
+        'frames_superseded': stats.frames_superseded,
         'frames_lost': stats.frames_lost,
         'frames_restored': stats.frames_restored,
         'frames_flagged': stats.frames_flagged,

@@ -7,6 +7,9 @@ Kept free of `launch` imports so the rules are unit-tested where launch is not i
 - `model_path`, `backend`, `image_topics` empty -> the params file's value stays.
 - `image_topics` that names no topic (`,`, `[]`, `['']`) -> error naming the argument.
 - `autostart` empty -> the params file's value; true/1/yes or false/0/no -> bool; else error.
+- `dds_profile` (not a parameter: the node's environment, `dds_environment`) empty -> the shipped
+  config/fastdds_large_images.xml unless the environment names a Fast DDS profile already; `none`
+  -> the environment as it is; a path that is not a file -> error.
 """
 from __future__ import annotations
 
@@ -14,6 +17,8 @@ import os
 from typing import Mapping
 
 STRING_OVERRIDES = ('model_path', 'backend')
+DDS_PROFILE_VARS = ('FASTRTPS_DEFAULT_PROFILES_FILE', 'FASTDDS_DEFAULT_PROFILES_FILE')  # Fast DDS 2.x, 3.x
+DDS_PROFILE = 'fastdds_large_images.xml'
 
 
 class LaunchArgumentError(ValueError):
@@ -60,3 +65,16 @@ def node_parameters(args: Mapping[str, str], shipped_params_file: str) -> list:
             raise LaunchArgumentError(f'autostart:={autostart!r} must be true or false')
         overrides['autostart'] = autostart in ('true', '1', 'yes')
     return files + ([overrides] if overrides else [])
+
+
+def dds_environment(value: str, config_dir: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """Environment variables for the node's Fast DDS profile (launch argument `dds_profile`): the
+    given file, or the shipped config/fastdds_large_images.xml when the argument is empty and the
+    environment names no profile of its own; {} for `none`."""
+    value = value.strip()
+    if value.lower() == 'none' or (not value and any(environ.get(v) for v in DDS_PROFILE_VARS)):
+        return {}
+    path = value or os.path.join(config_dir, DDS_PROFILE)
+    if not os.path.isfile(path):
+        raise LaunchArgumentError(f'dds_profile:={value!r} is not a file' if value else f'{path} is missing')
+    return {v: path for v in DDS_PROFILE_VARS}

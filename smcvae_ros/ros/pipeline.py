@@ -5,8 +5,10 @@ topic and the parameters, and hands every frame in (FramePipeline.take) from its
 a frame that cannot reach the model (camera healthy and self_detect off, or its status invalid or without
 ROIs) with nothing of its camera queued is handled right in the callback: it is republished (and a healthy
 one becomes the reference). Other frames go to one worker thread: each camera has a single pending slot
-(the newest frame; a frame replaced before the worker took it is dropped and counted), and the frames
-waiting together are handled as one batch. Every handled frame is published on /ns/image_restored.
+(the newest frame), and the frames waiting together are handled as one batch. A frame replaced in its slot
+before the worker took it is still answered: the worker publishes it unchanged (counted as superseded and
+flagged, or as healthy for a healthy camera) before it handles the newer one, so every input goes out once,
+in arrival order. Every handled frame is published on /ns/image_restored.
 One lock guards every camera's pending slot, failure and stats (read for /diagnostics).
 """
 from __future__ import annotations
@@ -27,6 +29,7 @@ from .messages import fill_image_msg
 THROTTLE_S = 5.0                  # a rate-limited warning is logged at most once per this many seconds
 MAX_WARNED_ENCODINGS = 8          # distinct unsupported encodings remembered (warned once) per camera
 UNDECODABLE = 'undecodable'       # a CompressedImage that cannot be decoded: nothing is published for it
+MAX_SUPERSEDED = 32               # superseded frames held per camera (1 s at 30 Hz); older ones are dropped
 
 
 @dataclass
@@ -35,6 +38,7 @@ class Camera:
     pubs: dict = field(default_factory=dict)   # output leaf -> publisher
     subscription: object = None
     pending: tuple | None = None    # (msg, monotonic receive time, failure at arrival, ROS receive time s)
+    superseded: list = field(default_factory=list)  # (msg, failure at arrival) replaced in the pending slot
     in_flight: bool = False         # the worker is handling a frame of this camera
     failure: Failure = field(default_factory=Failure)
     stats: CameraStats = field(default_factory=CameraStats)
@@ -79,9 +83,12 @@ class FramePipeline:
                 batch = [(c, *c.pending) for c in self.cameras if c.pending]
                 if not batch:  # stopped with nothing taken
                     return
+                superseded = [(c, *s) for c, *_ in batch for s in c.superseded]
                 for c, *_ in batch:
-                    c.pending, c.in_flight = None, True
+                    c.pending, c.superseded, c.in_flight = None, [], True
             try:
+                for cam, msg, failure in superseded:  # older than the batch: out first
+                    self._pass_superseded(cam, msg, failure)
                 self._handle(batch)
             finally:
                 with self._cv:
@@ -97,8 +104,11 @@ class FramePipeline:
             f = cam.failure  # frames that cannot reach the model are handled here, in arrival order
             direct = bool(f.error or f.unlocated) or (f.healthy and not self.values['self_detect'])
             if not (direct and cam.pending is None and not cam.in_flight):
-                if cam.pending is not None:
-                    cam.stats.frames_dropped += 1
+                if cam.pending is not None:  # answered by the worker, before the newer frame
+                    cam.superseded.append((cam.pending[0], cam.pending[2]))
+                    if len(cam.superseded) > MAX_SUPERSEDED:
+                        del cam.superseded[0]
+                        cam.stats.frames_dropped += 1
                 cam.pending = (msg, t, cam.failure, rx)  # the health status in force when the frame arrived
                 self._cv.notify()
                 return
@@ -147,6 +157,21 @@ class FramePipeline:
                 self._publish(cam, msg, t_in, out, len(batch), 1e3 * (t_start - t_in))
         except Exception as e:  # noqa: BLE001 - never let a frame end the executor or the worker
             self._log.error(f'frame handling error: {type(e).__name__}: {short(e)}', throttle_duration_sec=THROTTLE_S)
+
+    def _pass_superseded(self, cam: Camera, msg: Image, failure: Failure) -> None:
+        """Publish a frame replaced in its pending slot, unchanged (it does not become the reference): a healthy
+        camera's (self_detect off) counts as a healthy frame out, any other as superseded and flagged.
+        The last_* diagnostics keep describing the last handled frame."""
+        healthy = failure.healthy and not (failure.error or failure.unlocated) and not self.values['self_detect']
+        try:
+            cam.pubs['image_restored'].publish(msg)
+        except Exception as e:  # noqa: BLE001 - never let a frame end the worker
+            self._log.error(f'publish error: {type(e).__name__}: {short(e)}', throttle_duration_sec=THROTTLE_S)
+            return
+        with self._cv:
+            cam.stats.frames_out += 1
+            cam.stats.frames_superseded += not healthy
+            cam.stats.frames_flagged += not healthy
 
     def _publish(self, cam: Camera, msg: Image, t_in: float, out: FrameOutcome, batch_size: int,
                  wait_ms: float) -> None:
