@@ -82,6 +82,7 @@ class Backend:
         self.align = cfg.get('align', 'none')
         self.ref_chans = 3 * (1 + bool(cfg.get('ref_raw')) + bool(cfg.get('ref_hom')))
         self.cues = cfg.get('cues', 'opencv')          # 'tensor': restore_frame runs cues + model as one graph
+        self.frame_stages: dict[str, float] = {}      # ms per stage inside the last frame graph, where visible
 
     def restore(self, ref: np.ndarray, damaged: np.ndarray, patch_mask: np.ndarray) -> np.ndarray:
         c = self.ref_chans

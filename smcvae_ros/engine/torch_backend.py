@@ -1,6 +1,8 @@
 """PyTorch backend (CPU or CUDA; fp16 autocast on CUDA when precision='fp16')."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import torch
 
@@ -26,8 +28,11 @@ class TorchBackend(Backend):
             from ..model.frame import FrameGraph
             self._frame = FrameGraph(self.model).to(self.device).eval()
         r, d, f, o = self._tensors(reference, damaged, failed, origins)
+        marks = _StageMarks(self.device)
         with torch.autocast('cuda', dtype=torch.float16, enabled=self.precision == 'fp16'):
-            return self._frame(r, d, f, o).cpu().numpy()
+            out = self._frame(r, d, f, o, mark=marks).cpu().numpy()   # the copy waits for the GPU
+        self.frame_stages = marks.elapsed()
+        return out
 
     def _tensors(self, *arrays):
         return [torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in arrays]
@@ -46,3 +51,32 @@ class TorchBackend(Backend):
                                         m[i:i + self.max_batch].bool(), k=samples)
                 for i in range(0, r.shape[0], self.max_batch)]
         return tuple(torch.cat(x).float().cpu().numpy() for x in zip(*outs))
+
+
+class _StageMarks:
+    """Stage boundaries inside the frame graph: CUDA events on a GPU (recorded in the stream, read after
+    the output's copy has synchronized it: no extra wait), host clock on a CPU. elapsed() -> ms per
+    stage, in order, the last stage ('merge': blend and select) up to the end."""
+
+    def __init__(self, device: str):
+        self.cuda = str(device).startswith('cuda')
+        self.marks = [('start', self._now())]
+
+    def _now(self):
+        if not self.cuda:
+            return time.perf_counter()
+        event = torch.cuda.Event(enable_timing=True)
+        event.record()
+        return event
+
+    def __call__(self, stage: str) -> None:
+        self.marks.append((stage, self._now()))
+
+    def elapsed(self) -> dict[str, float]:
+        marks = self.marks + [('merge', self._now())]
+        if self.cuda:
+            marks[-1][1].synchronize()
+            span = lambda a, b: a.elapsed_time(b)  # noqa: E731
+        else:
+            span = lambda a, b: 1e3 * (b - a)  # noqa: E731
+        return {stage: span(t0, t1) for (_, t0), (stage, t1) in zip(marks, marks[1:])}

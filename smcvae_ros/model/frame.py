@@ -53,16 +53,22 @@ class FrameGraph(nn.Module):
         return torch.cat(refs, 1), torch.cat([fill, fail], 1)
 
     def forward(self, reference: torch.Tensor, damaged: torch.Tensor, failed: torch.Tensor,
-                origins: torch.Tensor) -> torch.Tensor:
+                origins: torch.Tensor, mark=None) -> torch.Tensor:
+        """mark: None (export), or a callable mark(stage) run when the cues and the model are done
+        (the torch backend records CUDA events or host times there for the stage timings)."""
         s = self.size
         with torch.autocast(reference.device.type, enabled=False):       # the cues stay in fp32 under fp16
             refs, dmg4 = self.cues(reference, damaged, failed)
+        if mark is not None:
+            mark('align')
         width = (refs[0, 0, 0] * 0 + 1).sum().to(origins.dtype)    # W as a tensor (dynamic shapes)
         idx = self.tile_index(origins, width)
         take = lambda x, c: x[0].flatten(1)[:, idx].view(c, -1, s, s).transpose(0, 1)  # noqa: E731
         ref_t, dmg_t = take(refs, self.model.cfg.ref_chans), take(dmg4, 4)
         patch_mask = torch.nn.functional.max_pool2d(dmg_t[:, 3:4], self.patch).flatten(1) > 0.5
         out = self.model.restore(ref_t, dmg_t, patch_mask)['restored'].float()  # (T,3,S,S)
+        if mark is not None:
+            mark('infer')
         wt = self.weight.expand_as(out[:, :1])
         vals = torch.cat([out * wt, wt], 1).transpose(0, 1).reshape(4, -1)
         canvas = torch.zeros_like(dmg4[0].flatten(1)).scatter_add(1, idx.unsqueeze(0).expand(4, -1), vals)

@@ -226,7 +226,9 @@ class Restorer:
 
     def _infer_frame(self, job: _Job) -> None:
         """A `cues: tensor` model: cues, tiles, model and blend in one backend call (the frame graph);
-        only where the tiles go is planned here. Stage times: tile = planning, infer = the graph."""
+        only where the tiles go is planned here. Stage times: tile = planning; where the backend sees
+        inside its graph (torch) align = the cues, infer = gather + model, merge = blend + the write here;
+        else infer = the whole graph and no align."""
         st, s = self.settings, self.backend.img_size
         t0 = time.perf_counter()
         ref, rgb, failed = at_scale(job.reference, job.rgb, job.failed, st.process_scale)
@@ -234,12 +236,15 @@ class Restorer:
         ref, rgb, fail = (pad_to(a, s) for a in (ref, rgb, failed))
         origins = np.array(tile_origins(fail, s, st.tile_overlap), np.int64).reshape(-1, 2)
         t1 = time.perf_counter()
+        self.backend.frame_stages = {}
         out = self.backend.restore_frame(ref, rgb, fail.astype(np.uint8), origins)[:h, :w]
         t2 = time.perf_counter()
         ys, xs = np.nonzero(failed)
         self._merge(job, *self._at_full(job, out, ys, xs, out[ys, xs]))
-        job.result.timings.update(align=0.0, tile=1e3 * (t1 - t0), infer=1e3 * (t2 - t1),
-                                  merge=1e3 * (time.perf_counter() - t2), tiles=len(origins))
+        inside = self.backend.frame_stages
+        graph = {'infer': 1e3 * (t2 - t1), 'merge': 0.0} if not inside else dict(inside)
+        graph['merge'] += 1e3 * (time.perf_counter() - t2)
+        job.result.timings.update(tile=1e3 * (t1 - t0), **graph, tiles=len(origins))
 
     def _at_full(self, job: _Job, work_rgb: np.ndarray, ys: np.ndarray, xs: np.ndarray, vals: np.ndarray):
         """(ys, xs, vals) of the failed pixels at the frame's own resolution: as given at process_scale
