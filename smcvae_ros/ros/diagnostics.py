@@ -10,7 +10,7 @@ from .health import Failure, Level, short
 class CameraStats:
     frames_in: int = 0
     frames_out: int = 0
-    frames_dropped: int = 0       # never published: lost (below), or beyond MAX_SUPERSEDED waiting superseded
+    frames_dropped: int = 0       # never published: lost (below), superseded beyond MAX_SUPERSEDED, publish failed
     frames_superseded: int = 0    # damaged, replaced in the pending slot: published unchanged (flagged)
     frames_lost: int = 0          # reported lost by the middleware (subscription message-lost event)
     frames_restored: int = 0

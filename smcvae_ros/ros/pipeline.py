@@ -162,11 +162,13 @@ class FramePipeline:
         """Publish a frame replaced in its pending slot, unchanged (it does not become the reference): a healthy
         camera's (self_detect off) counts as a healthy frame out, any other as superseded and flagged.
         The last_* diagnostics keep describing the last handled frame."""
-        healthy = failure.healthy and not (failure.error or failure.unlocated) and not self.values['self_detect']
+        healthy = failure.healthy and not self.values['self_detect']
         try:
             cam.pubs['image_restored'].publish(msg)
         except Exception as e:  # noqa: BLE001 - never let a frame end the worker
             self._log.error(f'publish error: {type(e).__name__}: {short(e)}', throttle_duration_sec=THROTTLE_S)
+            with self._cv:
+                cam.stats.frames_dropped += 1
             return
         with self._cv:
             cam.stats.frames_out += 1
