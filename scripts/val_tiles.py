@@ -3,7 +3,8 @@
     .venv/bin/python scripts/val_tiles.py MODEL [MODEL ...] [--val-dir DIR] [--samples 384]
 
 The tiles are the training config's (`config/train.yaml`: val_dir, data section, seed 1234, mixed
-failures), so the numbers equal the `val_psnr` column of a run's metrics.csv for its checkpoints.
+failures), their cues made the way each model's config says (`cues: opencv|tensor`), so the numbers
+equal the `val_psnr` column of a run's metrics.csv for its checkpoints.
 """
 from __future__ import annotations
 
@@ -33,14 +34,18 @@ def main(argv=None) -> int:
     # the raw and homography-warped references ride along for every model (they draw no random
     # numbers: the same tiles)
     spec = replace(pair_spec(SMCVAEConfig.from_dict(cfg['model']), cfg['data']), ref_raw=True, ref_hom=True)
-    ref, dmg, tgt, mask = validation_batch(spec, args.val_dir or cfg['val_dir'], args.samples or cfg['val_samples'])
-    copy = pooled_psnr(ref[:, 3:6], tgt, dmg[:, 3:4])
-    print('model | SMCVAE | flow-warp | Telea | blend | copy  (failed-pixel PSNR, dB)')
+    tiles = {}   # cues -> the val tiles made with them: each model is scored on its own cues
+    print('model | cues | SMCVAE | flow-warp | Telea | blend | copy  (failed-pixel PSNR, dB)')
     for path in args.models:
         model = load_model(path)
+        if model.cfg.cues not in tiles:
+            tiles[model.cfg.cues] = validation_batch(replace(spec, cues=model.cfg.cues), args.val_dir or cfg['val_dir'],
+                                                     args.samples or cfg['val_samples'])
+        ref, dmg, tgt, mask = tiles[model.cfg.cues]
+        copy = pooled_psnr(ref[:, 3:6], tgt, dmg[:, 3:4])
         s = validate(model, (ref[:, :model.cfg.ref_chans], dmg, tgt, mask), torch.device('cpu'))
-        print(f"{path} | {s['smcvae']:.2f} | {s['flow']:.2f} | {s['telea']:.2f} | {s['blend']:.2f} | {copy:.2f}",
-              flush=True)
+        print(f"{path} | {model.cfg.cues} | {s['smcvae']:.2f} | {s['flow']:.2f} | {s['telea']:.2f} | "
+              f"{s['blend']:.2f} | {copy:.2f}", flush=True)
     return 0
 
 

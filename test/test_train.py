@@ -109,3 +109,22 @@ def test_train_on_webp_frames_with_a_time_annealed_schedule(clips, tmp_path):
     assert main(['train', *overrides(clips, out, 3), 'anneal_by_time=true', 'time_limit_min=10']) == 0
     assert json.loads((out / 'last.json').read_text())['step'] == 3
     assert (out / 'config.yaml').read_text().count('anneal_by_time: true') == 1
+
+
+def test_val_tiles_scores_each_model_on_its_own_cues(val_frames, capsys):
+    """scripts/val_tiles.py: an OpenCV-cue model and a `cues: tensor` model on the same val tiles, each
+    with the cues it was trained on (the flow-warp column differs: DIS vs Lucas-Kanade)."""
+    import importlib.util
+    from pathlib import Path
+    repo = Path(__file__).resolve().parent.parent
+    spec = importlib.util.spec_from_file_location('val_tiles', repo / 'scripts' / 'val_tiles.py')
+    val_tiles = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(val_tiles)
+    models = [repo / 'models' / 'smcvae_tile64_small.safetensors', repo / 'models' / 'smcvae_tile64_tensor.safetensors']
+    assert val_tiles.main([*map(str, models), '--val-dir', str(val_frames[0].parent), '--samples', '8']) == 0
+    rows = [line.split(' | ') for line in capsys.readouterr().out.splitlines()[1:]]
+    assert [r[1] for r in rows] == ['opencv', 'tensor']
+    scores = [[float(v) for v in r[2:]] for r in rows]
+    assert all(np.isfinite(s).all() for s in scores)
+    assert scores[0][1] != scores[1][1]                    # flow-warp: DIS vs the tensor flow
+    assert scores[0][2] != scores[1][2]                    # Telea vs push-pull fill
