@@ -26,28 +26,29 @@ from smcvae_ros.engine.graph import ensure_onnx  # noqa: E402
 from smcvae_ros.model import load_model  # noqa: E402
 
 KERNEL = '_kernel_time'
+WARMUP = 3                 # untimed calls first (their kernels are left out of the shares)
 
 
 def profile(onnx_path: Path, feeds: dict, iters: int, threads: int) -> tuple[float, list[dict]]:
-    """(ms per call over `iters` calls, the profiler's kernel events of those calls)."""
+    """(ms per call over `iters` timed calls, the profiler's kernel events of those calls)."""
     import onnxruntime as ort
     with tempfile.TemporaryDirectory() as tmp:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.add_session_config_entry('session.intra_op.allow_spinning', '0')   # as the backend runs it
-        warm = ort.InferenceSession(str(onnx_path), opts, providers=['CPUExecutionProvider'])
-        for _ in range(3):
-            warm.run(None, feeds)
         opts.enable_profiling = True
         opts.profile_file_prefix = os.path.join(tmp, 'model')
         sess = ort.InferenceSession(str(onnx_path), opts, providers=['CPUExecutionProvider'])
-        sess.run(None, feeds)                                   # the profiled session's own warm-up
+        for _ in range(WARMUP):
+            sess.run(None, feeds)
         t0 = time.perf_counter()
         for _ in range(iters):
             sess.run(None, feeds)
         ms = 1e3 * (time.perf_counter() - t0) / iters
         events = json.loads(Path(sess.end_profiling()).read_text())
-    kernels = [e for e in events if e.get('cat') == 'Node' and e['name'].endswith(KERNEL)]
+    runs = sorted(e['ts'] for e in events if e.get('cat') == 'Session' and e['name'] == 'model_run')
+    start = runs[WARMUP]                                        # the timed calls' kernels only
+    kernels = [e for e in events if e.get('cat') == 'Node' and e['name'].endswith(KERNEL) and e['ts'] >= start]
     return ms, kernels
 
 
@@ -66,7 +67,7 @@ def main() -> int:
         inputs = dict(zip(('ref', 'damaged', 'patch_mask'), (t.numpy() for t in example_inputs(cfg, a.batch))))
         ms, kernels = profile(onnx_path, inputs, a.iters, a.threads)
         gflop = a.batch * model_flops(weights) / 1e9
-    calls = a.iters + 1                                         # the profiled warm-up call is in the trace
+    calls = a.iters
     by_op, nodes, by_name = defaultdict(float), defaultdict(set), defaultdict(float)
     for e in kernels:
         op, name = e['args']['op_name'], e['name'][:-len(KERNEL)]

@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 
 from smcvae_ros.cli import add_process_scale
-from smcvae_ros.cli.harness import Client, NodeProcess, dds_env, image_msg, params_file
+from smcvae_ros.cli.harness import Client, NodeProcess, add_dds_profile, dds_env, image_msg, params_file
 from smcvae_ros.data.clips import SHARED_VAL
 from smcvae_ros.engine import create_backend
 from smcvae_ros.engine.base import read_model_config, resolve_model
@@ -137,9 +137,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('--relay', action='store_true', help=argparse.SUPPRESS)
     ap.add_argument('--frames', type=int, default=40)
-    ap.add_argument('--dds-profile', default='',
-                    help="Fast DDS XML profile of every participant ('' = config/fastdds_large_images.xml, as "
-                         "the launch file; none = the environment's)")
+    add_dds_profile(ap)
     ap.add_argument('--size', default='1280x720')
     ap.add_argument('--profile', default='', help='a shipped parameter profile (cpu), as the launch argument profile:=')
     ap.add_argument('--model', default=None, help="the node parameter model_path (default: the profile's, else '')")

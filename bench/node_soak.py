@@ -23,7 +23,7 @@ import numpy as np
 from smcvae_ros.restoration.frames import rois_to_mask
 from smcvae_ros.engine.base import resolve_model
 from smcvae_ros.restoration.masks import random_rois
-from smcvae_ros.cli.harness import Client, NodeProcess, dds_env, image_msg, stamp_key
+from smcvae_ros.cli.harness import Client, NodeProcess, add_dds_profile, dds_env, image_msg, stamp_key
 from smcvae_ros.ros.env import ros_env
 from smcvae_ros.ros.topics import output_topic
 from smcvae_ros.data.synthetic import generate_sequence
@@ -45,9 +45,7 @@ def main() -> int:
     ap.add_argument('--size', default='640x480')
     ap.add_argument('--model', default='')
     ap.add_argument('--backend', default='auto')
-    ap.add_argument('--dds-profile', default='',
-                    help="Fast DDS XML profile of every participant ('' = config/fastdds_large_images.xml, as "
-                         "the launch file; none = the environment's)")
+    add_dds_profile(ap)
     args = ap.parse_args()
     ros_env()
     w, h = (int(v) for v in args.size.split('x'))

@@ -61,6 +61,13 @@ def dds_env(dds_profile: str = '') -> dict[str, str]:
     return dds_environment(dds_profile, str(params_file().parent), os.environ)
 
 
+def add_dds_profile(p) -> None:
+    """--dds-profile for the benchmarks, as the launch argument dds_profile:= (see dds_env)."""
+    p.add_argument('--dds-profile', default='',
+                   help="Fast DDS XML profile of every participant ('' = config/fastdds_large_images.xml, as "
+                        "the launch file; none = the environment's)")
+
+
 class NodeProcess:
     """`restore_node --ros-args --params-file FILE [--params-file PROFILE] -r __node:=NAME -p k:=v ...` as a
     subprocess, in the environment launch_ros gives it (what `ros2 launch smcvae_ros restore.launch.py`

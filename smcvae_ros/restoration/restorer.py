@@ -236,7 +236,6 @@ class Restorer:
         ref, rgb, fail = (pad_to(a, s) for a in (ref, rgb, failed))
         origins = np.array(tile_origins(fail, s, st.tile_overlap), np.int64).reshape(-1, 2)
         t1 = time.perf_counter()
-        self.backend.frame_stages = {}
         out = self.backend.restore_frame(ref, rgb, fail.astype(np.uint8), origins)[:h, :w]
         t2 = time.perf_counter()
         ys, xs = np.nonzero(failed)
