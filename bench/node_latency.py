@@ -32,7 +32,7 @@ from smcvae_ros.cli import add_process_scale
 from smcvae_ros.cli.harness import Client, NodeProcess, add_dds_profile, dds_env, image_msg, params_file
 from smcvae_ros.data.clips import SHARED_VAL
 from smcvae_ros.engine import create_backend
-from smcvae_ros.engine.base import read_model_config, resolve_model
+from smcvae_ros.engine.base import PRECISIONS, read_model_config, resolve_model
 from smcvae_ros.evaluation.baselines import blend, flow_warp
 from smcvae_ros.evaluation.metrics import psnr
 from smcvae_ros.restoration import RestorationSettings, Restorer, rois_to_mask
@@ -77,14 +77,14 @@ def load_frames(n: int, w: int, h: int) -> tuple[str, list[np.ndarray]]:
     return f'generated road sequence {w}x{h}', generate_sequence(n, w, h)
 
 
-NODE_DEFAULTS = {'model': '', 'flow_scale': 1.0, 'process_scale': 1.0, 'precision': 'fp32', 'tile_overlap': 8}
+NODE_DEFAULTS = {'model': '', 'flow_scale': 1.0, 'process_scale': 1.0, 'precision': 'auto', 'tile_overlap': 8}
 PROFILE_KEYS = {'model_path': 'model', 'flow_scale': 'flow_scale', 'process_scale': 'process_scale',
                 'precision': 'precision', 'tile_overlap': 'tile_overlap'}
 
 
 def node_params_files(args) -> list[Path]:
     """The node's params files (restore.yaml, then the profile's); fills the options left unset from
-    the profile, then from the bench defaults (fp32: the node's fp16 applies to GPUs only)."""
+    the profile, then from the node's defaults."""
     import yaml
     files = [params_file()]
     if args.profile:
@@ -146,7 +146,7 @@ def main() -> int:
     ap.add_argument('--seed', type=int, default=0)
     ap.add_argument('--flow-scale', type=float, default=None, help='the node parameter flow_scale (default 1.0)')
     add_process_scale(ap)
-    ap.add_argument('--precision', default=None, choices=('fp32', 'int8'), help='the node parameter precision (CPU)')
+    ap.add_argument('--precision', default=None, choices=PRECISIONS, help='the node parameter precision')
     ap.add_argument('--tile-overlap', type=int, default=None, help='the node parameter tile_overlap (default 8)')
     ap.set_defaults(process_scale=None)
     args = ap.parse_args()

@@ -41,7 +41,7 @@ def tiny_onnx(tiny_model, tmp_path_factory):
 def test_torch_cpu_and_onnxruntime_restore_the_same_pixels(default_size_model, real_tiles, tmp_path):
     torch_b, notes_t = create_backend('torch', default_size_model, device='cpu', fallback=False)
     ort_b, notes_o = create_backend('onnxruntime', default_size_model, device='cpu', fallback=False,
-                                    engine_cache_dir=tmp_path, intra_op_threads=1)
+                                    engine_cache_dir=tmp_path, intra_op_threads=1, precision='fp32')
     assert (torch_b.name, ort_b.name, notes_t, notes_o) == ('torch', 'onnxruntime', [], [])
     ref, dmg, mask = real_tiles
     a, b = torch_b.restore(ref, dmg, mask.astype(bool)), ort_b.restore(ref, dmg, mask)
@@ -52,7 +52,7 @@ def test_torch_cpu_and_onnxruntime_restore_the_same_pixels(default_size_model, r
 
 def test_onnxruntime_uncertainty(default_size_model, real_tiles, tmp_path):
     backend, _ = create_backend('onnxruntime', default_size_model, device='cpu', fallback=False,
-                                engine_cache_dir=tmp_path)
+                                engine_cache_dir=tmp_path, precision='fp32')
     ref, dmg, mask = real_tiles
     restored, var = backend.restore_with_uncertainty(ref[:3], dmg[:3], mask[:3], samples=4, seed=0)
     assert restored.shape == ref[:3].shape and var.shape == (3, 1, 64, 64)
@@ -73,7 +73,7 @@ def test_tiles_go_in_max_batch_chunks_with_the_same_pixels(tiny_model, tmp_path)
     outs = {}
     for mb in (MAX_BATCH, 8, 70):
         be, _ = create_backend('onnxruntime', tiny_model, device='cpu', fallback=False, engine_cache_dir=tmp_path,
-                               max_batch=mb, intra_op_threads=1)
+                               max_batch=mb, intra_op_threads=1, precision='fp32')
         calls = []
         run = be._run
         be._run = lambda r, d, m: calls.append(len(r)) or run(r, d, m)
@@ -287,12 +287,32 @@ def test_tensorrt_backend_cache_and_warmup_with_double(tiny_model, tmp_path):
 
 def test_onnxruntime_int8_is_close_to_fp32_and_cached(tiny_model, tmp_path):
     from smcvae_ros.engine.export import example_inputs
-    fp32, _ = create_backend('onnxruntime', tiny_model, device='cpu', fallback=False, engine_cache_dir=tmp_path)
+    fp32, _ = create_backend('onnxruntime', tiny_model, device='cpu', fallback=False, engine_cache_dir=tmp_path,
+                             precision='fp32')
     int8, _ = create_backend('onnxruntime', tiny_model, device='cpu', fallback=False, engine_cache_dir=tmp_path,
                              precision='int8')
-    assert int8.precision == 'int8' and int8.onnx_path.name.endswith('.int8.onnx') and int8.onnx_path.is_file()
+    assert int8.precision == 'int8' and int8.onnx_path.name.endswith('.int8-matmul.onnx') and int8.onnx_path.is_file()
+    import onnx
+    ops = {n.op_type for n in onnx.load(str(int8.onnx_path)).graph.node}
+    assert 'MatMulInteger' in ops and 'Conv' in ops and 'ConvInteger' not in ops   # the weight MatMuls only
     ref, dmg, mask = (t.numpy() for t in example_inputs(load_model(tiny_model).cfg, batch=4, seed=2))
     a, b = fp32.restore(ref, dmg, mask), int8.restore(ref, dmg, mask)
     healthy = np.broadcast_to(dmg[:, 3:4] < 0.5, a.shape)
     np.testing.assert_array_equal(b[healthy], dmg[:, :3][healthy])   # the merge stays exact
     assert 0 < np.abs(a - b).max() < 0.1
+    # activations are quantized per call: a tile's pixels depend (slightly) on the others in its call
+    int8.max_batch = 1
+    assert np.abs(int8.restore(ref, dmg, mask) - b).max() < 0.02
+
+
+@pytest.mark.parametrize('has_dot', [True, False])
+def test_auto_precision_is_int8_on_cpus_with_int8_dot_products(tiny_model, tmp_path, monkeypatch, has_dot):
+    import smcvae_ros.engine.onnxruntime_backend as ob
+    monkeypatch.setattr(ob, 'cpu_has_int8_dot', lambda: has_dot)
+    be, _ = create_backend('onnxruntime', tiny_model, device='cpu', fallback=False, engine_cache_dir=tmp_path)
+    assert be.precision == ('int8' if has_dot else 'fp32')
+    assert be.onnx_path.name.endswith('.int8-matmul.onnx') == has_dot
+    torch_b, _ = create_backend('torch', tiny_model, device='cpu', fallback=False)
+    assert torch_b.precision == 'fp32'                       # torch CPU always runs fp32
+    with pytest.raises(BackendError, match='precision must be one of'):
+        create_backend('onnxruntime', tiny_model, device='cpu', fallback=False, precision='int4')

@@ -96,7 +96,8 @@ def test_export_backends_and_restorer(raw_model, tmp_path, road):
     ref, dmg, mask = (t.numpy() for t in _inputs())
     outs = {}
     for name in ('torch', 'onnxruntime'):
-        be, notes = create_backend(name, raw_model, device='cpu', fallback=False, engine_cache_dir=tmp_path)
+        be, notes = create_backend(name, raw_model, device='cpu', fallback=False, engine_cache_dir=tmp_path,
+                                   precision='fp32')
         assert be.ref_chans == 6, notes
         with pytest.raises(ValueError, match='must be'):
             be.restore(ref[:, :3], dmg, mask)

@@ -2,27 +2,37 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
 
-from .base import MAX_BATCH, Backend, BackendError
+from .base import MAX_BATCH, Backend, BackendError, check_precision, cpu_has_int8_dot
 from .graph import DEFAULT_CACHE, FRAME_INPUTS, OUTPUT, VARIANCE, ensure_onnx, file_sha256
 
 log = logging.getLogger(__name__)
 
 
+QUANTIZED_OPS = ['MatMul']   # int8 convolutions (ConvInteger) are slower than fp32 ones in onnxruntime
+
+
 def quantized_onnx(onnx_path, cache_dir=None) -> Path:
-    """Dynamic int8 quantization (weights int8, activations quantized per batch at run time) of
-    the fp32 graph, cached beside it (or in cache_dir) under the fp32 file's sha256."""
+    """Dynamic int8 quantization of the fp32 graph's weight MatMuls (weights int8, activations
+    quantized per call at run time; the stem convolution, attention products and everything else
+    stay fp32), cached in cache_dir under the fp32 file's sha256."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
     src = Path(onnx_path)
     cache = Path(cache_dir or DEFAULT_CACHE) / 'onnx'
-    out = cache / f'{src.stem}-{file_sha256(src)[:16]}.int8.onnx'
+    out = cache / f'{src.stem}-{file_sha256(src)[:16]}.int8-matmul.onnx'
     if not out.is_file():
         cache.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_suffix('.tmp')
-        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8)
+        tmp = out.with_suffix(f'.{os.getpid()}.tmp')       # concurrent processes write their own
+        try:
+            quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, op_types_to_quantize=QUANTIZED_OPS,
+                             extra_options={'MatMulConstBOnly': True})
+        except Exception as e:  # noqa: BLE001 - a corrupt graph: report it as a backend failure
+            tmp.unlink(missing_ok=True)
+            raise BackendError(f'onnxruntime cannot load {src} (int8 quantization): {e}') from e
         tmp.replace(out)
         log.info('quantized %s -> %s (dynamic int8)', src.name, out)
     return out
@@ -31,7 +41,7 @@ def quantized_onnx(onnx_path, cache_dir=None) -> Path:
 class OnnxRuntimeBackend(Backend):
     name = 'onnxruntime'
 
-    def __init__(self, model_path, device: str = 'auto', precision: str = 'fp32', max_batch: int = MAX_BATCH,
+    def __init__(self, model_path, device: str = 'auto', precision: str = 'auto', max_batch: int = MAX_BATCH,
                  engine_cache_dir=None, intra_op_threads: int = 0, onnx_path=None, **_):
         import onnxruntime as ort
         available = ort.get_available_providers()
@@ -39,7 +49,8 @@ class OnnxRuntimeBackend(Backend):
             device = 'cuda' if 'CUDAExecutionProvider' in available else 'cpu'
         if device.startswith('cuda') and 'CUDAExecutionProvider' not in available:
             raise BackendError(f'CUDA requested but onnxruntime has no CUDAExecutionProvider ({available})')
-        int8 = precision == 'int8' and device == 'cpu'
+        precision = check_precision(precision)
+        int8 = device == 'cpu' and (precision == 'int8' or (precision == 'auto' and cpu_has_int8_dot()))
         super().__init__(model_path, device, 'int8' if int8 else 'fp32', max_batch)  # the exported graph is fp32
         self._ort, self._cache_dir = ort, engine_cache_dir
         self.onnx_path = onnx_path or ensure_onnx(self.model_path, engine_cache_dir)

@@ -187,7 +187,7 @@ def load_engine(trt, runtime, cache: EngineCache, stem: str, key: EngineKey, bui
 class TensorRTBackend(Backend):
     name = 'tensorrt'
 
-    def __init__(self, model_path, device: str = 'auto', precision: str = 'fp16', max_batch: int = MAX_BATCH,
+    def __init__(self, model_path, device: str = 'auto', precision: str = 'auto', max_batch: int = MAX_BATCH,
                  engine_cache_dir=None, force_engine_rebuild: bool = False,
                  workspace_mb: int = DEFAULT_WORKSPACE_MB, trt_module=None, **_):
         trt = trt_module or import_tensorrt()
@@ -196,6 +196,7 @@ class TensorRTBackend(Backend):
         if not device.startswith('cuda') or not torch.cuda.is_available():
             raise BackendError(f'TensorRT needs a CUDA GPU (device={device!r}, '
                                f'torch.cuda.is_available()={torch.cuda.is_available()})')
+        precision = 'fp16' if precision == 'auto' else precision
         if precision not in PRECISIONS:
             raise BackendError(f'precision must be one of {PRECISIONS}, got {precision!r}')
         super().__init__(model_path, device, precision, max_batch)

@@ -1,4 +1,4 @@
-"""PyTorch backend (CPU or CUDA; fp16 autocast on CUDA when precision='fp16')."""
+"""PyTorch backend (CPU or CUDA; fp16 autocast on CUDA when precision is 'fp16' or 'auto'; CPU runs fp32)."""
 from __future__ import annotations
 
 import time
@@ -7,18 +7,19 @@ import numpy as np
 import torch
 
 from ..model import load_model
-from .base import MAX_BATCH, Backend, BackendError
+from .base import MAX_BATCH, Backend, BackendError, check_precision
 
 
 class TorchBackend(Backend):
     name = 'torch'
 
-    def __init__(self, model_path, device: str = 'auto', precision: str = 'fp32', max_batch: int = MAX_BATCH, **_):
+    def __init__(self, model_path, device: str = 'auto', precision: str = 'auto', max_batch: int = MAX_BATCH, **_):
         if device in ('auto', ''):
             device = 'cuda' if torch.cuda.is_available() else 'cpu'
         if device.startswith('cuda') and not torch.cuda.is_available():
             raise BackendError('CUDA requested but torch.cuda.is_available() is False')
-        super().__init__(model_path, device, precision if device.startswith('cuda') else 'fp32', max_batch)
+        gpu = {'auto': 'fp16', 'int8': 'fp32'}.get(check_precision(precision), precision)   # int8: onnxruntime CPU
+        super().__init__(model_path, device, gpu if device.startswith('cuda') else 'fp32', max_batch)
         self.model = load_model(model_path, device)
         self._frame = None   # model.frame.FrameGraph, built on the first frame
 

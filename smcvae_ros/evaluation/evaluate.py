@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from .baselines import BASELINES
 from ..cli import add_process_scale, frame_size
+from ..engine.base import PRECISIONS
 from ..data.clips import Clip, list_clips
 from .metrics import region_scores
 from ..restoration import RestorationSettings, Restorer
@@ -103,14 +104,15 @@ class SMCVAEMethod:
 
 
 def load_smcvae(model: str | Path | None, backend: str = 'auto', device: str = 'auto',
-                threads: int = 0, process_scale: float = 1.0) -> SMCVAEMethod:
-    """threads > 0 limits torch and onnxruntime CPU threads (0: their defaults); process_scale as the
-    node parameter."""
+                threads: int = 0, process_scale: float = 1.0, precision: str = 'auto') -> SMCVAEMethod:
+    """threads > 0 limits torch and onnxruntime CPU threads (0: their defaults); process_scale and
+    precision as the node parameters."""
     from ..engine import create_backend
     if threads:
         import torch
         torch.set_num_threads(threads)
-    be, notes = create_backend(backend, model, device, fallback=backend == 'auto', intra_op_threads=threads)
+    be, notes = create_backend(backend, model, device, fallback=backend == 'auto', intra_op_threads=threads,
+                               precision=precision)
     for n in notes:
         print(f'note: {n}')
     return SMCVAEMethod(be, process_scale)
@@ -232,7 +234,7 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f'error: model not found: {model}')
     if not Path(args.clips).is_dir():
         raise SystemExit(f'error: clip folder not found: {args.clips}')
-    smcvae = load_smcvae(model, args.backend, args.device, args.threads, args.process_scale)
+    smcvae = load_smcvae(model, args.backend, args.device, args.threads, args.process_scale, args.precision)
     t0 = time.time()
     text = evaluate(args.clips, args.out, smcvae, args.ratios, args.gaps, args.ratio, args.gap, args.pairs,
                     args.pattern, args.seed, args.examples, model.name, args.size)
@@ -278,5 +280,7 @@ def add_parser(sub) -> None:
     p.add_argument('--backend', choices=('auto', 'torch', 'onnxruntime', 'tensorrt'), default='auto')
     p.add_argument('--device', default='auto', help='auto|cpu|cuda[:N]')
     p.add_argument('--threads', type=int, default=0, help='CPU threads for torch/onnxruntime (0: their default)')
+    p.add_argument('--precision', choices=PRECISIONS, default='auto',
+                   help='as the node parameter precision (default: auto)')
     add_process_scale(p)
     p.set_defaults(func=run)

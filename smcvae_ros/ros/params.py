@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..engine.base import MAX_BATCH
+from ..engine.base import MAX_BATCH, PRECISIONS
 from ..restoration import DetectSettings, RestorationSettings
 from ..restoration.restorer import SCALE_RANGE
 from .topics import camera_input, is_output_topic
 
 RELIABILITY = ('reliable', 'best_effort')
 BACKENDS = ('auto', 'tensorrt', 'torch', 'onnxruntime')
-PRECISIONS = ('fp32', 'fp16', 'int8')
 
 
 @dataclass(frozen=True)
@@ -47,8 +46,9 @@ PARAMS: tuple[Param, ...] = (
     Param('backend', 'auto', 'Inference backend; falls back along the auto order if it cannot load.',
           choices=BACKENDS),
     Param('device', 'auto', "'auto', 'cpu', 'cuda' or 'cuda:N'."),
-    Param('precision', 'fp16', 'fp16 on GPU backends (TensorRT, torch CUDA); int8: dynamic int8 on onnxruntime '
-          'CPU; otherwise CPU backends run fp32.',
+    Param('precision', 'auto', 'auto: fp16 on GPU backends (TensorRT, torch CUDA), on onnxruntime CPU int8 weight '
+          'MatMuls where the CPU has int8 dot-product instructions (VNNI, Arm dotprod), else fp32; fp16, fp32; int8: '
+          'int8 MatMuls on onnxruntime CPU on any CPU. torch CPU runs fp32.',
           choices=PRECISIONS),
     Param('max_batch', MAX_BATCH, 'Largest batch of model tiles per inference call (TensorRT engine profile).',
           range=(1, 256)),
