@@ -6,6 +6,10 @@ model has to cut: the table is per op type (share of kernel time, ms per call, n
 `--top` most expensive nodes by name (their ONNX scope names the module: /encoder/stem/..., ...).
 
     .venv/bin/python bench/model_profile.py [--model PATH] [--batch 32] [--iters 10] [--threads 0] [--top 12]
+                                            [--precision fp32|int8]
+
+--precision int8 profiles the graph `precision auto` runs on a CPU with int8 dot products (the weight
+MatMuls quantized, engine.onnxruntime_backend.quantized_onnx).
 """
 from __future__ import annotations
 
@@ -23,6 +27,7 @@ from engines import default_size_model, model_flops  # noqa: E402
 
 from smcvae_ros.engine.export import example_inputs  # noqa: E402
 from smcvae_ros.engine.graph import ensure_onnx  # noqa: E402
+from smcvae_ros.engine.onnxruntime_backend import quantized_onnx  # noqa: E402
 from smcvae_ros.model import load_model  # noqa: E402
 
 KERNEL = '_kernel_time'
@@ -59,10 +64,13 @@ def main() -> int:
     ap.add_argument('--iters', type=int, default=10)
     ap.add_argument('--threads', type=int, default=0, help='onnxruntime intra-op threads (0: its default)')
     ap.add_argument('--top', type=int, default=12)
+    ap.add_argument('--precision', choices=('fp32', 'int8'), default='fp32')
     a = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(a.model) if a.model else default_size_model(Path(tmp))
         onnx_path = ensure_onnx(weights, tmp)
+        if a.precision == 'int8':
+            onnx_path = quantized_onnx(onnx_path, tmp)
         cfg = load_model(weights, 'cpu').cfg
         inputs = dict(zip(('ref', 'damaged', 'patch_mask'), (t.numpy() for t in example_inputs(cfg, a.batch))))
         ms, kernels = profile(onnx_path, inputs, a.iters, a.threads)
@@ -75,7 +83,8 @@ def main() -> int:
         nodes[op].add(name)
         by_name[name] += e['dur'] / 1e3 / calls
     total = sum(by_op.values())
-    print(f'{weights.name}, {a.batch} tiles per call, onnxruntime CPU ({a.threads or "default"} threads): '
+    print(f'{weights.name} ({a.precision}), {a.batch} tiles per call, '
+          f'onnxruntime CPU ({a.threads or "default"} threads): '
           f'{ms:.1f} ms per call, {gflop:.2f} GFLOP, {gflop / ms * 1e3:.0f} GFLOP/s; kernels {total:.1f} ms')
     print('\n| op type | share | ms per call | nodes |\n|---|---|---|---|')
     for op, v in sorted(by_op.items(), key=lambda kv: -kv[1]):

@@ -85,6 +85,11 @@ def test_warm_start_copies_matching_tensors_and_widens_the_stem(tmp_path):
     same = SMCVAE(SMCVAEConfig(**small, beta=0.1))
     assert warm_start(same, tmp_path / 'same.safetensors') == []
     assert all(torch.equal(a, b) for a, b in zip(same.state_dict().values(), src.state_dict().values()))
+    # a shallower encoder of that design (a cheaper model): its blocks and the heads continue
+    shallow = SMCVAE(SMCVAEConfig(**{**small, 'enc_depth': 1, 'dec_depth': 2}))
+    assert set(warm_start(shallow, tmp_path / 'same.safetensors')) == {
+        k for k in shallow.state_dict() if k.startswith('dec_blocks.1.')}     # the extra decoder block
+    assert torch.equal(shallow.head.weight, src.head.weight)
 
 
 def test_lr_schedule_ends_at_steps_or_at_the_time_limit():

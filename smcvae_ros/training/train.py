@@ -82,15 +82,16 @@ def pair_spec(model_cfg: SMCVAEConfig, data: dict) -> PairSpec:
 def warm_start(model: SMCVAE, weights: str | Path) -> list[str]:
     """Copy every tensor of an earlier SMCVAE whose name and shape match. The output heads (gate,
     residual) are copied only from a model of the same design (its JSON's model config equal to this
-    one's but for the loss weight beta, the cue implementation `cues` and `ref_raw` / `ref_hom`): from
-    any other they start at zero, i.e. at the plain mean of the cues. A patch stem with fewer input
-    channels is copied into the first channels (the extra ones start at zero); a model widened with
-    more reference cues (`ref_raw`, `ref_hom`) keeps its gate for the cues it had and starts each new
-    cue's at RAW_GATE_INIT (it begins as the old model, but for a ~2 % share per new cue). Returns the
-    names left at their fresh initialisation."""
+    one's but for the loss weight beta, the cue implementation `cues`, `ref_raw` / `ref_hom` and the
+    block counts `enc_depth` / `dec_depth`: a shallower model keeps the first blocks, a deeper one
+    starts its extra blocks fresh): from any other they start at zero, i.e. at the plain mean of the
+    cues. A patch stem with fewer input channels is copied into the first channels (the extra ones
+    start at zero); a model widened with more reference cues (`ref_raw`, `ref_hom`) keeps its gate
+    for the cues it had and starts each new cue's at RAW_GATE_INIT (it begins as the old model, but
+    for a ~2 % share per new cue). Returns the names left at their fresh initialisation."""
     cfg_file = config_path(weights)
     old_cfg = json.loads(cfg_file.read_text()).get('model', {}) if cfg_file.is_file() else {}
-    same = ('beta', 'ref_raw', 'ref_hom', 'cues')
+    same = ('beta', 'ref_raw', 'ref_hom', 'cues', 'enc_depth', 'dec_depth')
     design = lambda c: {k: v for k, v in c.items() if k not in same}  # noqa: E731
     skip = () if design(old_cfg) == design(model.cfg.to_dict()) else ('head.', 'gate.')
     old = load_file(str(weights))
