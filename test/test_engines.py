@@ -316,3 +316,24 @@ def test_auto_precision_is_int8_on_cpus_with_int8_dot_products(tiny_model, tmp_p
     assert torch_b.precision == 'fp32'                       # torch CPU always runs fp32
     with pytest.raises(BackendError, match='precision must be one of'):
         create_backend('onnxruntime', tiny_model, device='cpu', fallback=False, precision='int4')
+
+
+def test_auto_precision_runs_fp32_where_int8_cannot_be_made(tiny_model, tmp_path, monkeypatch):
+    """The runtime set has no `onnx` package (onnxruntime's quantizer needs it): `auto` runs the fp32
+    graph there, an explicit `int8` is a backend failure; a cached int8 graph needs no quantizer."""
+    import sys
+
+    import smcvae_ros.engine.onnxruntime_backend as ob
+    made, _ = create_backend('onnxruntime', tiny_model, device='cpu', fallback=False, engine_cache_dir=tmp_path / 'c',
+                             precision='int8')
+    monkeypatch.setattr(ob, 'cpu_has_int8_dot', lambda: True)
+    monkeypatch.setitem(sys.modules, 'onnxruntime.quantization', None)      # import fails, as without onnx
+    be, notes = create_backend('onnxruntime', tiny_model, device='cpu', fallback=False, engine_cache_dir=tmp_path)
+    assert (be.name, be.precision, notes) == ('onnxruntime', 'fp32', [])
+    assert not be.onnx_path.name.endswith('.int8-matmul.onnx')
+    with pytest.raises(BackendError, match='precision int8'):
+        create_backend('onnxruntime', tiny_model, device='cpu', fallback=False, engine_cache_dir=tmp_path,
+                       precision='int8')
+    cached, _ = create_backend('onnxruntime', tiny_model, device='cpu', fallback=False,
+                               engine_cache_dir=tmp_path / 'c')
+    assert cached.precision == 'int8' and cached.onnx_path == made.onnx_path

@@ -24,10 +24,12 @@ RUNTIME_MODULES = ['smcvae_ros.ros.node', 'smcvae_ros.engine.onnxruntime_backend
 
 @pytest.fixture(scope='module')
 def no_torch(tmp_path_factory) -> dict:
-    """Environment in which `import torch` fails (a package named torch that raises ImportError)."""
+    """Environment of the runtime set (requirements-runtime.txt): `import torch` and `import onnx` fail
+    (packages of those names that raise ImportError)."""
     root = tmp_path_factory.mktemp('no_torch')
-    (root / 'torch').mkdir()
-    (root / 'torch' / '__init__.py').write_text("raise ImportError('torch is not installed on this vehicle')\n")
+    for name in ('torch', 'onnx'):
+        (root / name).mkdir()
+        (root / name / '__init__.py').write_text(f"raise ImportError('{name} is not installed on this vehicle')\n")
     return {'PYTHONPATH': os.pathsep.join(filter(None, [str(root), os.environ.get('PYTHONPATH')]))}
 
 
@@ -41,17 +43,19 @@ def test_runtime_modules_import_without_torch(no_torch):
     assert blocked.returncode != 0 and 'not installed on this vehicle' in blocked.stderr
 
 
-def test_node_restores_on_the_shipped_onnx_without_torch(no_torch, val_frames):
+def test_node_restores_on_the_shipped_onnx_without_torch(no_torch, val_frames, tmp_path):
+    """precision auto there: no onnx package to make the int8 graph with (a fresh cache), so fp32."""
     frames = [read_rgb(p) for p in val_frames[:2]]
-    with running_node('restore_no_torch', {'backend': 'auto', 'device': 'cpu'}, [CAM], env=no_torch) as (node, client):
+    params = {'backend': 'auto', 'device': 'cpu', 'engine_cache_dir': str(tmp_path)}
+    with running_node('restore_no_torch', params, [CAM], env=no_torch) as (node, client):
         client.send_health(CAM, CAM)
         send(client, CAM, frames[0])
         client.send_health(CAM, CAM, rois=ROIS)
         msg, out, mask = send(client, CAM, damage(frames[1], ROIS))
         assert mask is not None and mask.any() and bytes(out.data) != bytes(msg.data)
         st = settled_status(client, CAM)
-        assert st['last_status'] == 'restored' and st['backend'].startswith('onnxruntime') and not st['backend_notes']
-    assert 'not installed on this vehicle' not in node.log()        # torch was never even tried
+        assert st['last_status'] == 'restored' and st['backend'] == 'onnxruntime(cpu, fp32)' and not st['backend_notes']
+    assert 'torch is not installed on this vehicle' not in node.log()        # torch was never even tried
 
 
 @pytest.fixture

@@ -20,11 +20,11 @@ def quantized_onnx(onnx_path, cache_dir=None) -> Path:
     """Dynamic int8 quantization of the fp32 graph's weight MatMuls (weights int8, activations
     quantized per call at run time; the stem convolution, attention products and everything else
     stay fp32), cached in cache_dir under the fp32 file's sha256."""
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     src = Path(onnx_path)
     cache = Path(cache_dir or DEFAULT_CACHE) / 'onnx'
     out = cache / f'{src.stem}-{file_sha256(src)[:16]}.int8-matmul.onnx'
     if not out.is_file():
+        from onnxruntime.quantization import QuantType, quantize_dynamic   # needs the onnx package
         cache.mkdir(parents=True, exist_ok=True)
         tmp = out.with_suffix(f'.{os.getpid()}.tmp')       # concurrent processes write their own
         try:
@@ -55,7 +55,15 @@ class OnnxRuntimeBackend(Backend):
         self._ort, self._cache_dir = ort, engine_cache_dir
         self.onnx_path = onnx_path or ensure_onnx(self.model_path, engine_cache_dir)
         if int8:
-            self.onnx_path = quantized_onnx(self.onnx_path, engine_cache_dir)
+            try:
+                self.onnx_path = quantized_onnx(self.onnx_path, engine_cache_dir)
+            except (ImportError, OSError, BackendError) as e:
+                if precision == 'int8':
+                    raise BackendError(f'precision int8: {e}') from e
+                # auto: int8 is an optimization; without the onnx package (the runtime set) or a writable
+                # cache, or for a graph that cannot be quantized, the fp32 graph runs (and reports itself)
+                log.warning('precision auto: no int8 graph (%s); running fp32', e)
+                self.precision = 'fp32'
         self._opts = ort.SessionOptions()
         self._opts.intra_op_num_threads = int(intra_op_threads)  # 0 = onnxruntime's default
         # no busy-waiting between runs: the node's other threads (alignment, ROS) need the cores
