@@ -151,8 +151,11 @@ def test_restorer_frame_path_keeps_the_contract(tensor_model, frames, backend):
     assert err < 20                                           # a random model still starts at the cues' mean
 
 
-def test_frame_path_pads_frames_smaller_than_a_tile(tensor_model):
+def test_frame_path_pads_frames_smaller_than_a_tile(tensor_model, monkeypatch):
+    import smcvae_ros.engine.onnxruntime_backend as ob
+    monkeypatch.setattr(ob, 'cpu_has_int8_dot', lambda: True)
     be, _ = create_backend('onnxruntime', tensor_model, 'cpu', fallback=False)
+    assert be.precision == 'fp32'            # precision auto: the frame graph runs fp32, so the backend says so
     r = Restorer(be, RestorationSettings(max_reference_age_s=1e9))
     ref, damaged, failed, _ = example_frames(48, 90, ratio=0.2)
     r.process('cam', ref, 'rgb8', 0.0)
