@@ -27,6 +27,7 @@ from smcvae_ros.engine.base import default_model_path, resolve_model  # noqa: E4
 
 # name -> (create_backend name, device, precision)
 VARIANTS = {'torch-cpu': ('torch', 'cpu', 'fp32'), 'onnxruntime-cpu': ('onnxruntime', 'cpu', 'fp32'),
+            'onnxruntime-cpu-int8': ('onnxruntime', 'cpu', 'int8'),
             'torch-cuda-fp32': ('torch', 'cuda', 'fp32'), 'torch-cuda-fp16': ('torch', 'cuda', 'fp16'),
             'onnxruntime-cuda': ('onnxruntime', 'cuda', 'fp32'), 'tensorrt-fp16': ('tensorrt', 'cuda', 'fp16'),
             'tensorrt-fp32': ('tensorrt', 'cuda', 'fp32')}
@@ -37,7 +38,8 @@ def available_variants() -> list[str]:
 
     import onnxruntime as ort
     import torch
-    names = ['torch-cpu', 'onnxruntime-cpu']
+    from smcvae_ros.engine.base import cpu_has_int8_dot
+    names = ['torch-cpu', 'onnxruntime-cpu'] + (['onnxruntime-cpu-int8'] if cpu_has_int8_dot() else [])
     if torch.cuda.is_available():
         names += ['torch-cuda-fp32', 'torch-cuda-fp16']
         if 'CUDAExecutionProvider' in ort.get_available_providers():
