@@ -153,16 +153,16 @@ def run_one(variant: str, model: Path, iters: int, warmup: int, batches: list[in
 
 def print_table(results: list[dict], flops: float) -> None:
     print(f'\nFLOPs per tile (one forward pass): {flops / 1e9:.3f} GFLOP')
-    head = f'{"backend":<18}{"device":<22}{"case":<24}{"tiles":>6}{"p50 ms":>9}{"p99 ms":>9}{"tiles/s":>9}' \
+    head = f'{"backend":<22}{"device":<22}{"case":<24}{"tiles":>6}{"p50 ms":>9}{"p99 ms":>9}{"tiles/s":>9}' \
            f'{"GFLOP/s":>9}{"peak MB":>9}'
     print(head + '\n' + '-' * len(head))
     for r in results:
         if 'error' in r:
-            print(f'{r["variant"]:<18}FAILED: {r["error"]}')
+            print(f'{r["variant"]:<22}FAILED: {r["error"]}')
             continue
         mem = r['cuda_peak_mb'] if r['cuda_peak_mb'] is not None else r['peak_rss_mb']
         for row in r['rows']:
-            print(f'{r["variant"]:<18}{r["device_name"][:21]:<22}{row["case"]:<24}{row["tiles"]:>6}{row["p50"]:>9.2f}'
+            print(f'{r["variant"]:<22}{r["device_name"][:21]:<22}{row["case"]:<24}{row["tiles"]:>6}{row["p50"]:>9.2f}'
                   f'{row["p99"]:>9.2f}{row["tiles_s"]:>9.1f}{row["tiles_s"] * flops / 1e9:>9.1f}{mem:>9.0f}')
     print('peak MB: CUDA max allocated by torch on GPU backends (TensorRT workspace not included), else process RSS')
 
