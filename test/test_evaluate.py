@@ -137,6 +137,12 @@ def test_eval_cli_end_to_end(tiny_model, clip_dir, tmp_path, capsys):
         for r in rows if r['gap'] == '3' and r['ratio'] in ('0.3', '0.5'))
     again = read_rows(tmp_path / 'b' / 'samples.csv')
     assert len(again) == 2 * 2 * 5 and metrics(again) == metrics(samples)
+    # --flow-scale reaches SMCVAE's restorer (as the node parameter), not the baselines' cues
+    assert cli.main(rerun[:-1] + [str(tmp_path / 'c'), '--flow-scale', '0.5']) == 0
+    assert 'flow_scale 0.5' in (tmp_path / 'c' / 'summary.md').read_text()
+    by = lambda rows, smc: sorted(m for m in metrics(rows) if (m[3] == 'smcvae') == smc)  # noqa: E731
+    half = read_rows(tmp_path / 'c' / 'samples.csv')
+    assert by(half, False) == by(again, False) and by(half, True) != by(again, True)
 
 
 def test_eval_cli_errors(tiny_model, tmp_path, capsys):
@@ -147,6 +153,9 @@ def test_eval_cli_errors(tiny_model, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
         cli.main(['eval', '--model', str(tiny_model), '--clips', str(tmp_path), '--process-scale', '0'])
     assert e.value.code == 2 and '--process-scale: must be in 0.25..1.0' in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        cli.main(['eval', '--model', str(tiny_model), '--clips', str(tmp_path), '--flow-scale', '2'])
+    assert e.value.code == 2 and '--flow-scale: must be in 0.25..1.0' in capsys.readouterr().err
     with pytest.raises(SystemExit) as e:
         cli.main(['eval', '--model', str(tiny_model), '--clips', str(tmp_path), '--size', '1280'])
     assert e.value.code == 2 and 'expected WxH' in capsys.readouterr().err

@@ -17,15 +17,17 @@ SUBCOMMANDS = [
 ]
 
 
+def scale(text: str) -> float:
+    """argparse type of --process-scale / --flow-scale: the node parameters' range."""
+    from ..restoration.restorer import SCALE_RANGE
+    v = float(text)
+    if not SCALE_RANGE[0] <= v <= SCALE_RANGE[1]:
+        raise argparse.ArgumentTypeError(f'must be in {SCALE_RANGE[0]}..{SCALE_RANGE[1]}, got {v}')
+    return v
+
+
 def add_process_scale(p: argparse.ArgumentParser) -> None:
     """--process-scale, as the node parameter process_scale (same range)."""
-    from ..restoration.restorer import SCALE_RANGE
-
-    def scale(text: str) -> float:
-        v = float(text)
-        if not SCALE_RANGE[0] <= v <= SCALE_RANGE[1]:
-            raise argparse.ArgumentTypeError(f'must be in {SCALE_RANGE[0]}..{SCALE_RANGE[1]}, got {v}')
-        return v
     p.add_argument('--process-scale', type=scale, default=1.0,
                    help='cues and model at this resolution factor, upscaled into the failed pixels only '
                         '(the node parameter process_scale; default: 1.0)')

@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .baselines import BASELINES
-from ..cli import add_process_scale, frame_size
+from ..cli import add_process_scale, frame_size, scale
 from ..engine.base import PRECISIONS
 from ..data.clips import Clip, list_clips
 from .metrics import region_scores
@@ -89,10 +89,10 @@ def build_pairs(targets: list[tuple[Clip, int]], ratio: float, gap: int, pattern
 class SMCVAEMethod:
     """SMCVAE as the node runs it: the reference is fed as a healthy frame, then the damaged one."""
 
-    def __init__(self, backend, process_scale: float = 1.0):
+    def __init__(self, backend, process_scale: float = 1.0, flow_scale: float = 1.0):
         self.backend = backend
         self.restorer = Restorer(backend, RestorationSettings(max_reference_age_s=math.inf,
-                                                              process_scale=process_scale))
+                                                              process_scale=process_scale, flow_scale=flow_scale))
 
     def __call__(self, ref: np.ndarray, damaged: np.ndarray, failed: np.ndarray) -> np.ndarray:
         self.restorer.reset()
@@ -104,9 +104,10 @@ class SMCVAEMethod:
 
 
 def load_smcvae(model: str | Path | None, backend: str = 'auto', device: str = 'auto',
-                threads: int = 0, process_scale: float = 1.0, precision: str = 'auto') -> SMCVAEMethod:
-    """threads > 0 limits torch and onnxruntime CPU threads (0: their defaults); process_scale and
-    precision as the node parameters."""
+                threads: int = 0, process_scale: float = 1.0, precision: str = 'auto',
+                flow_scale: float = 1.0) -> SMCVAEMethod:
+    """threads > 0 limits torch and onnxruntime CPU threads (0: their defaults); process_scale,
+    precision and flow_scale as the node parameters."""
     from ..engine import create_backend
     if threads:
         import torch
@@ -115,7 +116,7 @@ def load_smcvae(model: str | Path | None, backend: str = 'auto', device: str = '
                                precision=precision)
     for n in notes:
         print(f'note: {n}')
-    return SMCVAEMethod(be, process_scale)
+    return SMCVAEMethod(be, process_scale, flow_scale)
 
 
 def score(out: np.ndarray, target: np.ndarray, failed: np.ndarray) -> dict[str, float]:
@@ -209,10 +210,11 @@ def evaluate(clips_dir: str | Path, out_dir: str | Path, smcvae: SMCVAEMethod, r
     plot_sweep(ratio_table, 'ratio', out / 'ratio_sweep.png', f'frame gap {gap}')
     plot_sweep(gap_table, 'gap', out / 'gap_sweep.png', f'mask ratio {ratio}')
     example_grid(kept, out / 'examples.png')
-    scale = smcvae.restorer.settings.process_scale
+    st = smcvae.restorer.settings
     setup = (f'{len(clips)} clip(s) in `{clips_dir}`, {n_pairs} pairs per setting, pattern `{pattern}`, '
              f'seed {seed}, model `{model_name}`, backend {smcvae.backend.describe()}'
-             + (f', process_scale {scale}' if scale != 1.0 else '')
+             + (f', process_scale {st.process_scale}' if st.process_scale != 1.0 else '')
+             + (f', flow_scale {st.flow_scale}' if st.flow_scale != 1.0 else '')
              + (f', frames resized to {size[0]}x{size[1]}' if size else ''))
     text = summary_markdown(aggregate(rows, ratio, gap), ratio_table, gap_table, ratio, gap, setup)
     (out / 'summary.md').write_text(text)
@@ -234,7 +236,8 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f'error: model not found: {model}')
     if not Path(args.clips).is_dir():
         raise SystemExit(f'error: clip folder not found: {args.clips}')
-    smcvae = load_smcvae(model, args.backend, args.device, args.threads, args.process_scale, args.precision)
+    smcvae = load_smcvae(model, args.backend, args.device, args.threads, args.process_scale, args.precision,
+                         args.flow_scale)
     t0 = time.time()
     text = evaluate(args.clips, args.out, smcvae, args.ratios, args.gaps, args.ratio, args.gap, args.pairs,
                     args.pattern, args.seed, args.examples, model.name, args.size)
@@ -283,4 +286,6 @@ def add_parser(sub) -> None:
     p.add_argument('--precision', choices=PRECISIONS, default='auto',
                    help='as the node parameter precision (default: auto)')
     add_process_scale(p)
+    p.add_argument('--flow-scale', type=scale, default=1.0,
+                   help='optical flow on a downscaled frame (the node parameter flow_scale; default: 1.0)')
     p.set_defaults(func=run)
