@@ -28,7 +28,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from smcvae_ros.cli import add_process_scale
+from smcvae_ros.cli import add_flow_scale, add_process_scale
 from smcvae_ros.cli.harness import Client, NodeProcess, add_dds_profile, dds_env, image_msg, params_file
 from smcvae_ros.data.clips import SHARED_VAL
 from smcvae_ros.engine import create_backend
@@ -144,11 +144,11 @@ def main() -> int:
     ap.add_argument('--backend', default='auto')
     ap.add_argument('--ratio', type=float, default=0.1)
     ap.add_argument('--seed', type=int, default=0)
-    ap.add_argument('--flow-scale', type=float, default=None, help='the node parameter flow_scale (default 1.0)')
+    add_flow_scale(ap)
     add_process_scale(ap)
     ap.add_argument('--precision', default=None, choices=PRECISIONS, help='the node parameter precision')
     ap.add_argument('--tile-overlap', type=int, default=None, help='the node parameter tile_overlap (default 8)')
-    ap.set_defaults(process_scale=None)
+    ap.set_defaults(flow_scale=None, process_scale=None)   # unset: the profile's, then the node's
     args = ap.parse_args()
     if args.relay:
         relay_main()

@@ -33,6 +33,12 @@ def add_process_scale(p: argparse.ArgumentParser) -> None:
                         '(the node parameter process_scale; default: 1.0)')
 
 
+def add_flow_scale(p: argparse.ArgumentParser) -> None:
+    """--flow-scale, as the node parameter flow_scale (same range)."""
+    p.add_argument('--flow-scale', type=scale, default=1.0,
+                   help='optical flow on a downscaled frame (the node parameter flow_scale; default: 1.0)')
+
+
 def frame_size(text: str) -> tuple[int, int]:
     """argparse type of a WxH option (e.g. 1280x720) -> (W, H), each at least 16."""
     try:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import MAX_BATCH, Backend, BackendError, check_precision, cpu_has_int8_dot, read_model_config
+from .base import MAX_BATCH, Backend, BackendError, check_precision, cpu_has_int8_dot
 from .graph import DEFAULT_CACHE, FRAME_INPUTS, OUTPUT, VARIANCE, ensure_onnx, file_sha256
 
 log = logging.getLogger(__name__)
@@ -50,10 +50,11 @@ class OnnxRuntimeBackend(Backend):
         if device.startswith('cuda') and 'CUDAExecutionProvider' not in available:
             raise BackendError(f'CUDA requested but onnxruntime has no CUDAExecutionProvider ({available})')
         precision = check_precision(precision)
+        super().__init__(model_path, device, 'fp32', max_batch)     # the exported graph is fp32
         # auto skips `cues: tensor` models: their frames run the fp32 frame graph (int8 = the tile graph only)
-        tile_model = read_model_config(model_path).get('cues', 'opencv') != 'tensor'
-        int8 = device == 'cpu' and (precision == 'int8' or (precision == 'auto' and tile_model and cpu_has_int8_dot()))
-        super().__init__(model_path, device, 'int8' if int8 else 'fp32', max_batch)  # the exported graph is fp32
+        int8 = device == 'cpu' and (precision == 'int8' or (precision == 'auto' and self.cues != 'tensor'
+                                                            and cpu_has_int8_dot()))
+        self.precision = 'int8' if int8 else 'fp32'
         self._ort, self._cache_dir = ort, engine_cache_dir
         self.onnx_path = onnx_path or ensure_onnx(self.model_path, engine_cache_dir)
         if int8:

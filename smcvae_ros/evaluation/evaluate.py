@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .baselines import BASELINES
-from ..cli import add_process_scale, frame_size, scale
+from ..cli import add_flow_scale, add_process_scale, frame_size
 from ..engine.base import PRECISIONS
 from ..data.clips import Clip, list_clips
 from .metrics import region_scores
@@ -286,6 +286,5 @@ def add_parser(sub) -> None:
     p.add_argument('--precision', choices=PRECISIONS, default='auto',
                    help='as the node parameter precision (default: auto)')
     add_process_scale(p)
-    p.add_argument('--flow-scale', type=scale, default=1.0,
-                   help='optical flow on a downscaled frame (the node parameter flow_scale; default: 1.0)')
+    add_flow_scale(p)
     p.set_defaults(func=run)
