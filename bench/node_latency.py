@@ -43,6 +43,7 @@ from smcvae_ros.restoration.tiles import tile_origins
 from smcvae_ros.ros.diagnostics import parse_stages
 from smcvae_ros.ros.env import ros_env
 from smcvae_ros.ros.launch_args import profile_file
+from smcvae_ros.ros.params import defaults as node_defaults
 from smcvae_ros.ros.messages import fill_image_msg, image_msg_to_array
 
 RELAY_IN, RELAY_OUT, NODE_IN = '/relay/image_raw', '/relay/image_restored', '/bench/image_raw'
@@ -77,9 +78,9 @@ def load_frames(n: int, w: int, h: int) -> tuple[str, list[np.ndarray]]:
     return f'generated road sequence {w}x{h}', generate_sequence(n, w, h)
 
 
-NODE_DEFAULTS = {'model': '', 'flow_scale': 1.0, 'process_scale': 1.0, 'precision': 'auto', 'tile_overlap': 8}
 PROFILE_KEYS = {'model_path': 'model', 'flow_scale': 'flow_scale', 'process_scale': 'process_scale',
-                'precision': 'precision', 'tile_overlap': 'tile_overlap'}
+                'precision': 'precision', 'tile_overlap': 'tile_overlap'}     # node parameter -> option
+NODE_DEFAULTS = {option: node_defaults()[name] for name, option in PROFILE_KEYS.items()}
 
 
 def node_params_files(args) -> list[Path]:

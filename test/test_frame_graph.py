@@ -49,6 +49,26 @@ def test_push_pull_keeps_known_values_and_fills_holes_smoothly():
     assert torch.allclose(const, torch.full_like(x, 0.3), atol=1e-5)
 
 
+def test_onion_fill_takes_each_holes_own_edge_and_fill_flow_keeps_the_healthy_flow():
+    x = torch.zeros(1, 2, 16, 40)
+    x[..., :10] = 1.0                                        # left of the hole 1, right of it 0
+    known = torch.ones(1, 1, 16, 40)
+    known[..., 10:30] = 0
+    out, reached = C.onion_fill(x, known, 12)
+    assert torch.equal(out[..., :10], x[..., :10]) and torch.equal(out[..., 30:], x[..., 30:])
+    assert bool((reached == 1).all())                        # 20 px wide: reached from both edges in 10 steps
+    assert torch.allclose(out[..., 10], torch.ones_like(out[..., 10])) and float(out[..., 29].abs().max()) == 0.0
+    assert float(out[..., 12].min()) > 0.9 and float(out[..., 27].max()) < 0.1   # edges, not the hole's mean
+    # fill_flow: healthy flow exact; a hole beyond the onion's reach still gets a (push-pull) value
+    flow = torch.linspace(0, 5, 96).view(1, 1, 1, 96).expand(1, 2, 64, 96).contiguous()
+    full = torch.ones(1, 1, 64, 96)
+    full[..., 8:56, 8:88] = 0
+    filled = C.fill_flow(flow, full, steps=2)
+    assert torch.equal(filled[..., full[0, 0] > 0], flow[..., full[0, 0] > 0]) and bool(torch.isfinite(filled).all())
+    edge = (filled - flow)[..., 10:54, 10]                   # near the hole's left edge: the edge's flow
+    assert float(edge.abs().max()) < 0.5
+
+
 @pytest.mark.parametrize('ratio, pattern', [(0.0, 'random'), (0.3, 'random'), (0.5, 'blocks')])
 def test_flow_recovers_a_translation_with_holes(frames, ratio, pattern):
     ref, img = shifted_pair(frames)

@@ -8,8 +8,8 @@ data-dependent control flow, every shape dynamic):
   pixels, instead of `cv2.inpaint` Telea;
 - flow: coarse-to-fine dense Lucas-Kanade from the damaged frame to the reference, each pixel's
   equations weighted by its health (failed pixels carry no weight, so no fill smudge enters the
-  flow and no second, reference-filled flow is needed) and by a robust photometric weight; the flow
-  inside the hole margin is then push-pull filled from around it (as `smooth_flow_fill`);
+  flow and no second, reference-filled flow is needed); the flow inside the hole margin is then
+  filled from the hole's edge inwards (fill_flow, as `smooth_flow_fill`);
 - homography: one plane fitted to the healthy flow by iteratively reweighted least squares (Cauchy
   weights, a fixed number of rounds, the 8x8 normal equations solved by unrolled elimination),
   instead of RANSAC;
@@ -40,6 +40,7 @@ REACH_MIN = 0.2          # ... is the failure's size for the zero-motion prior (
 HOLE_PRIOR = 0.01        # weight of the reference's own (zero-motion) equations in the holes
 FLOW_REG = 1e-4          # Tikhonov term of the 2x2 solve: no texture, no update
 HOLE_MARGIN = 2          # px around failed pixels whose flow is replaced by the fill (as align.hole_margin)
+FILL_STEPS = 16          # onion-peel steps of the flow's hole fill at 1/4 resolution: 64 px reach from a hole's edge
 HOM_STEP = 8             # px between the flow samples the homography is fitted to
 HOM_ROUNDS = 6           # IRLS rounds
 HOM_SCALE = 2.0          # px: Cauchy scale of the reprojection residual (RANSAC's 2 px threshold)
@@ -181,6 +182,31 @@ def _search(s_n, d, w, wsum, flow, gx0, gy0, radius: int) -> torch.Tensor:
     return flow + (best.unsqueeze(2) * off).sum(1)
 
 
+def onion_fill(x: torch.Tensor, known: torch.Tensor, steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """x (B,C,H,W) filled inwards from where `known` (B,1,H,W, 0/1) is, one ring per step: each
+    unknown pixel next to known ones takes their mean (3x3) and becomes known. The tensor form of a
+    Telea-style fill: a hole takes the values at its own edge, not a wide average. Returns the
+    filled x and the known map after `steps` rings (holes wider than 2 * steps px stay unknown)."""
+    x = x * known
+    for _ in range(steps):
+        s = F.avg_pool2d(torch.cat([x, known], 1), 3, stride=1, padding=1, count_include_pad=False)
+        reached = (s[:, -1:] > 0).to(x.dtype) * (1.0 - known)
+        x = x + reached * s[:, :-1] / s[:, -1:].clamp_min(1e-6)
+        known = known + reached
+    return x, known
+
+
+def fill_flow(flow: torch.Tensor, full: torch.Tensor, steps: int = FILL_STEPS) -> torch.Tensor:
+    """The flow (B,2,H,W) at pixels where `full` is 0 replaced by a fill from the healthy flow around
+    them (as align.smooth_flow_fill, Telea at 1/4 resolution): onion_fill at half this resolution,
+    push-pull beyond its reach, upsampled into the holes only."""
+    w = _down(full)
+    known = (w > 0.999).to(w.dtype)                  # a coarse pixel is healthy when all under it are
+    x, known = onion_fill(_down(flow * full) / w.clamp_min(1e-6), known, steps)
+    x = known * x + (1.0 - known) * push_pull(x, known)
+    return full * flow + (1.0 - full) * _resize(x, flow)
+
+
 def hole_margin(failed: torch.Tensor, px: int = HOLE_MARGIN) -> torch.Tensor:
     """(B,1,H,W) 1 where a failed pixel is within px (the failed pixels grown by px)."""
     k = 2 * px + 1                                      # separable: the square max as two 1-D passes
@@ -204,19 +230,19 @@ def estimate_flow(ref: torch.Tensor, damaged: torch.Tensor, failed: torch.Tensor
     resolution down, weighted by health. The hole margin holds the reference itself at a small
     weight (HOLE_PRIOR): no motion where no healthy pixel says otherwise, which is what large
     failures of a slow scene need (the OpenCV path's reference-filled flow); the flow there is then
-    push-pull filled from the healthy pixels around, as far as they reach at full weight.
+    filled from the healthy pixels around (fill_flow), as far as they reach at full weight.
     holes: hole_margin(failed), when the caller has it."""
     holes = hole_margin(failed) if holes is None else holes
     healthy = 1.0 - holes
     src = torch.where(holes > 0.5, gray(ref), gray(damaged))
     w = _down(healthy)
     full = (w > 0.999).to(w.dtype)                  # a half-resolution pixel is healthy when all under it are
-    # large failures: the zero-motion prior grows and the flow's push-pull fill fades out
+    # large failures: the zero-motion prior grows and the flow's hole fill fades out
     t = ((_unreached(failed) - LARGE_FROM) / LARGE_SPAN).clamp(0.0, 1.0)
     prior = HOLE_PRIOR + t * (HOLE_PRIOR_LARGE - HOLE_PRIOR)
     weight = full + prior * (1.0 - full)
     flow = lk_flow(_down(src), _down(gray(ref)), weight, FLOW_LEVELS, FLOW_ITERS, FLOW_RADIUS)
-    flow = (1.0 - t) * push_pull(flow * full, full) + t * flow
+    flow = (1.0 - t) * fill_flow(flow, full) + t * flow
     return 2.0 * _resize(flow, ref)
 
 

@@ -129,16 +129,16 @@ def blend_tiles(tiles: TileSet, out: np.ndarray, ys: np.ndarray, xs: np.ndarray,
     (by, bx), s = tiles.box, tiles.size
     bh, bw = by.stop - by.start, bx.stop - bx.start
     wt = feather(s, tiles.overlap)
-    acc = np.zeros((bh + s, bw + s, 3), np.float32)
+    acc = np.zeros((3, bh + s, bw + s), np.float32)         # channels first, as the outputs: no transposes
     acc_v = np.zeros((bh + s, bw + s), np.float32) if var is not None else None
     wsum = np.zeros((bh + s, bw + s), np.float32)
     for k, (y, x) in enumerate(tiles.origins):
         y, x = y - by.start, x - bx.start
-        acc[y:y + s, x:x + s] += out[k].transpose(1, 2, 0) * wt[..., None]
+        acc[:, y:y + s, x:x + s] += out[k] * wt
         wsum[y:y + s, x:x + s] += wt
         if acc_v is not None:
             acc_v[y:y + s, x:x + s] += var[k] * wt
     py, px = ys - by.start, xs - bx.start
     w = np.maximum(wsum[py, px], 1e-6)
-    rgb = np.clip(np.rint(acc[py, px] / w[:, None] * 255.0), 0, 255).astype(np.uint8)
+    rgb = np.clip(np.rint(acc[:, py, px].T / w[:, None] * 255.0), 0, 255).astype(np.uint8)
     return rgb, (acc_v[py, px] / w if acc_v is not None else None)
