@@ -203,7 +203,7 @@ def fill_flow(flow: torch.Tensor, full: torch.Tensor, steps: int = FILL_STEPS) -
     w = _down(full)
     known = (w > 0.999).to(w.dtype)                  # a coarse pixel is healthy when all under it are
     x, known = onion_fill(_down(flow * full) / w.clamp_min(1e-6), known, steps)
-    x = known * x + (1.0 - known) * push_pull(x, known)
+    x = push_pull(x, known)                          # exact where the onion reached, fills beyond it
     return full * flow + (1.0 - full) * _resize(x, flow)
 
 
